@@ -1,0 +1,57 @@
+"""The FastAPI application: routers, error mapping, the event hub and the janitor loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import anyio
+from fastapi import FastAPI
+
+from .. import __version__
+from ..services.context import Context
+from ..services.events import EventHub
+from ..services.janitor import Janitor
+from . import errors
+from .routes import container_requests, containers, events, misc
+
+log = logging.getLogger(__name__)
+
+
+def create_app(ctx: Context, *, run_janitor: bool = True, event_poll_seconds: float = 1.0) -> FastAPI:
+    """An app over `ctx`. The janitor runs every `ctx.settings.janitor_interval` s unless disabled."""
+    hub = EventHub()
+    ctx.store.on_commit(hub.publish)
+    janitor = Janitor(ctx)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_janitor_loop(janitor, ctx.settings.janitor_interval)) if run_janitor else None
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(title="cwl-crunch container service", version=__version__, lifespan=lifespan)
+    app.state.ctx = ctx
+    app.state.hub = hub
+    app.state.janitor = janitor
+    app.state.event_poll_seconds = event_poll_seconds
+    errors.install(app)
+    for module in (container_requests, containers, events, misc):
+        app.include_router(module.router)
+    return app
+
+
+async def _janitor_loop(janitor: Janitor, interval: float) -> None:
+    while True:
+        try:
+            await anyio.to_thread.run_sync(janitor.tick)
+        except Exception:  # noqa: BLE001 - the loop must survive one bad round
+            log.exception("janitor round failed", extra={"action": "janitor"})
+        await asyncio.sleep(interval)

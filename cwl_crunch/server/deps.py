@@ -1,0 +1,53 @@
+"""Dependencies shared by the routes: the service context and the caller's principal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ..domain.principal import Principal
+from ..services import auth
+from ..services.context import Context
+from ..services.listing import ListParams
+from ..store.query import DEFAULT_LIMIT, parse_json_param
+
+_bearer = HTTPBearer(auto_error=False, description="A cwl-crunch token")
+
+
+def get_context(request: Request) -> Context:
+    return request.app.state.ctx
+
+
+def get_principal(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    return auth.authenticate(request.app.state.ctx, credentials.credentials if credentials else None)
+
+
+def list_params(
+    filters: str | None = None,
+    order: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+    select: str | None = None,
+    count: str = "exact",
+) -> ListParams:
+    """SPEC §2 list parameters; filters, order and select are JSON."""
+    order_value = order
+    if order is not None and order.lstrip().startswith("["):
+        order_value = parse_json_param("order", order, None)
+    return ListParams(
+        filters=parse_json_param("filters", filters, []),
+        order=order_value,
+        limit=limit,
+        offset=offset,
+        select=parse_json_param("select", select, None),
+        count=count != "none",
+    )
+
+
+ContextDep = Annotated[Context, Depends(get_context)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+ListDep = Annotated[ListParams, Depends(list_params)]

@@ -1,0 +1,92 @@
+"""/arvados/v1/events: Server-Sent Events, and the same events as a JSON batch for pollers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import StreamingResponse
+
+from ...domain.errors import Invalid
+from ...domain.principal import Principal
+from ...services import events
+from ...services.context import Context
+from ...store.query import parse_json_param
+from ..deps import ContextDep, PrincipalDep
+
+router = APIRouter(prefix="/arvados/v1/events", tags=["events"])
+KEEPALIVE_SECONDS = 15.0
+
+
+def _since(ctx: Context, since: int | None, last_event_id: str | None) -> int:
+    """Where to resume: `since`, else the SSE Last-Event-ID header, else "from now on"."""
+    if since is None and last_event_id:
+        try:
+            since = int(last_event_id)
+        except ValueError:
+            raise Invalid("Last-Event-ID: must be an event id") from None
+    if since is None:
+        return events.last_event_id(ctx)
+    if since < 0 or since > 2**63 - 1:
+        raise Invalid("since: must be a non-negative event id")
+    return since
+
+
+@router.get("", response_class=StreamingResponse)
+async def stream(
+    request: Request,
+    ctx: ContextDep,
+    principal: PrincipalDep,
+    since: int | None = None,
+    filters: str | None = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    """Events the caller may see, oldest first, then live as they happen."""
+    parsed = parse_json_param("filters", filters, [])
+    start = await anyio.to_thread.run_sync(_since, ctx, since, last_event_id)
+    await anyio.to_thread.run_sync(events.events_after, ctx, principal, start, parsed)  # validates filters
+    return StreamingResponse(
+        _events(request, ctx, principal, start, parsed),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _events(request: Request, ctx: Context, principal: Principal, since: int, filters: Any) -> AsyncIterator[str]:
+    hub: events.EventHub = request.app.state.hub
+    waiter = hub.subscribe()
+    poll = request.app.state.event_poll_seconds
+    idle = 0.0
+    try:
+        yield ": stream open\n\n"
+        while True:
+            waiter[1].clear()
+            batch = await anyio.to_thread.run_sync(events.events_after, ctx, principal, since, filters)
+            for event in batch:
+                since = event["id"]
+                yield f"id: {since}\nevent: {event['event_type']}\ndata: {json.dumps(event)}\n\n"
+            if len(batch) == events.BATCH:
+                continue
+            try:
+                await asyncio.wait_for(waiter[1].wait(), timeout=poll)
+                idle = 0.0
+            except TimeoutError:
+                idle += poll
+                if idle >= KEEPALIVE_SECONDS:
+                    idle = 0.0
+                    yield ": keep-alive\n\n"
+    finally:
+        hub.discard(waiter)
+
+
+@router.get("/batch")
+def batch(ctx: ContextDep, principal: PrincipalDep, since: int = 0, filters: str | None = None) -> dict[str, Any]:
+    """Up to 500 events after `since` as JSON: the fallback for clients that cannot stream."""
+    if since < 0 or since > 2**63 - 1:
+        raise Invalid("since: must be a non-negative event id")
+    items = events.events_after(ctx, principal, since, parse_json_param("filters", filters, []))
+    return {"items": items, "last_id": items[-1]["id"] if items else since}

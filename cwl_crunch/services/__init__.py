@@ -1,0 +1,1 @@
+"""Use cases of the container service. Each public function owns one transaction."""

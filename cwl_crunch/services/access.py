@@ -1,0 +1,41 @@
+"""Fetching one object the principal may see (404 otherwise, so existence does not leak)."""
+
+from __future__ import annotations
+
+from ..domain.errors import NotFound
+from ..domain.principal import Principal
+from ..domain.uuids import CONTAINER, CONTAINER_REQUEST, type_of
+from ..store.query import visible_containers
+from ..store.repository import Repository, Row
+from ..store.schema import containers
+
+
+def can_see_request(principal: Principal, request: Row) -> bool:
+    if principal.is_admin:
+        return True
+    if request["owner_uuid"] != principal.user_uuid:
+        return False
+    if principal.container_uuid is not None:
+        return principal.container_uuid in (request["requesting_container_uuid"], request["container_uuid"])
+    return True
+
+
+def visible_request(tx: Repository, principal: Principal, uuid: str, for_update: bool = False) -> Row:
+    request = tx.get_request(uuid, for_update) if type_of(uuid) == CONTAINER_REQUEST else None
+    if request is None or not can_see_request(principal, request):
+        raise NotFound(f"container request {uuid} not found")
+    return request
+
+
+def can_see_container(tx: Repository, principal: Principal, uuid: str) -> bool:
+    if principal.is_admin or principal.container_uuid == uuid:
+        return True
+    rows, _ = tx.list(containers, [containers.c.uuid == uuid, *visible_containers(principal)], [], 1, 0, count=False)
+    return bool(rows)
+
+
+def visible_container(tx: Repository, principal: Principal, uuid: str, for_update: bool = False) -> Row:
+    container = tx.get_container(uuid, for_update) if type_of(uuid) == CONTAINER else None
+    if container is None or not can_see_container(tx, principal, uuid):
+        raise NotFound(f"container {uuid} not found")
+    return container

@@ -1,0 +1,216 @@
+"""Container use cases for dispatchers and crunch-run: lock, unlock, update, heartbeat."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from ..domain import runtime_status
+from ..domain.attributes import CONTAINER_TOKEN_WRITABLE, require_container_update, require_writable
+from ..domain.errors import Forbidden, Invalid, LockConflict, NotFound
+from ..domain.principal import Principal
+from ..domain.states import ContainerState, parse_container_state, require_container_transition
+from ..domain.validation import PDH_RE, parse_time
+from ..domain.uuids import UUID_RE
+from ..store.query import visible_containers
+from ..store.repository import Repository, Row
+from ..store.schema import containers
+from . import lifecycle
+from .access import visible_container
+from .auth import issue_token
+from .context import Context
+from .listing import ListParams, list_rows
+from .records import container_view
+
+CLIENT_ATTRIBUTES = frozenset(
+    {"state", "runtime_status", "progress", "log", "output", "output_properties", "exit_code", "cost",
+     "subrequests_cost", "scheduling_status"}
+)
+_INT32 = 2**31
+
+
+def get(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
+    with ctx.store.read() as tx:
+        return container_view(visible_container(tx, principal, uuid), principal)
+
+
+def current(ctx: Context, principal: Principal) -> dict[str, Any]:
+    if principal.container_uuid is None:
+        raise NotFound("this token does not belong to a container")
+    return get(ctx, principal, principal.container_uuid)
+
+
+def list_containers(ctx: Context, principal: Principal, params: ListParams) -> dict[str, Any]:
+    with ctx.store.read() as tx:
+        known = [c.name for c in containers.c if c.name not in ("secret_mounts", "reuse_digests", "command_digest", "has_error")]
+        view = lambda row: container_view(row, principal)  # noqa: E731
+        return list_rows(tx, containers, params, visible_containers(principal), view, known=known)
+
+
+def _check_values(patch: Mapping[str, Any]) -> dict[str, Any]:
+    problems: list[str] = []
+    progress = patch.get("progress")
+    if progress is not None and (isinstance(progress, bool) or not isinstance(progress, (int, float)) or not 0 <= progress <= 1):
+        problems.append("progress: must be a number from 0 to 1")
+    exit_code = patch.get("exit_code")
+    if exit_code is not None and (isinstance(exit_code, bool) or not isinstance(exit_code, int) or not -_INT32 <= exit_code < _INT32):
+        problems.append("exit_code: must be an integer")
+    for name in ("cost", "subrequests_cost"):
+        value = patch.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf):
+            problems.append(f"{name}: must be a non-negative number")
+    for name in ("log", "output"):
+        value = patch.get(name)
+        if value is not None and (not isinstance(value, str) or not PDH_RE.match(value)):
+            problems.append(f"{name}: must be a portable data hash")
+    if "output_properties" in patch and not isinstance(patch["output_properties"], Mapping):
+        problems.append("output_properties: must be an object")
+    if "scheduling_status" in patch and not isinstance(patch["scheduling_status"], str):
+        problems.append("scheduling_status: must be a string")
+    if problems:
+        raise Invalid(*problems)
+    return dict(patch)
+
+
+def update(ctx: Context, principal: Principal, uuid: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+    """Write attributes and/or change state, as the per-state tables allow."""
+    require_writable(patch, CLIENT_ATTRIBUTES, "on a container")
+    patch = _check_values(patch)
+    if "runtime_status" in patch:
+        patch["runtime_status"] = runtime_status.validate_patch(patch["runtime_status"])
+
+    def work(tx: Repository) -> Row:
+        container = visible_container(tx, principal, uuid, for_update=True)
+        old = ContainerState(container["state"])
+        new = parse_container_state(patch.get("state", old.value))
+        _authorize_update(principal, container, old, new, patch)
+        if (old, new) == (ContainerState.QUEUED, ContainerState.LOCKED):
+            return _lock(tx, ctx, principal, container, None)
+        if (old, new) == (ContainerState.LOCKED, ContainerState.QUEUED):
+            return _unlock(tx, ctx, principal, container)
+        if old != new:
+            require_container_transition(old, new)
+        require_container_update(old, new, patch)
+        return _apply(tx, ctx, container, new, patch)
+
+    return container_view(ctx.store.transact(work), principal)
+
+
+def _authorize_update(principal: Principal, container: Row, old: ContainerState, new: ContainerState, patch: Mapping[str, Any]) -> None:
+    if principal.is_container:
+        if principal.container_uuid != container["uuid"]:
+            raise Forbidden("a container token may only update its own container")
+        require_writable(patch, CONTAINER_TOKEN_WRITABLE, "with a container token")
+        if old != ContainerState.RUNNING:
+            raise Invalid(f"a container token may only update its container while Running, not {old.value}")
+    elif not principal.is_admin:
+        raise Forbidden("only admin (dispatcher) tokens may update containers")
+
+
+def _apply(tx: Repository, ctx: Context, container: Row, new: ContainerState, patch: Mapping[str, Any]) -> Row:
+    now = ctx.now()
+    changes = {k: v for k, v in patch.items() if k != "state"}
+    changes["state"] = new.value
+    if "runtime_status" in patch:
+        changes["runtime_status"] = runtime_status.merge(container["runtime_status"], patch["runtime_status"])
+    if new == ContainerState.RUNNING and container["state"] != new.value:
+        changes.update(started_at=now, heartbeat_at=now, scheduling_status="")
+    if new == ContainerState.COMPLETE and changes.get("exit_code", container["exit_code"]) is None:
+        raise Invalid("exit_code: required to complete a container")
+    finishing = new.is_final and container["state"] != new.value
+    if finishing:
+        changes.update(lifecycle.final_changes(now))
+    updated = tx.update_container(container, changes, now)
+    if finishing:
+        lifecycle.container_finished(tx, ctx, updated, now)
+    return updated
+
+
+def lock(ctx: Context, principal: Principal, uuid: str, dispatcher_uuid: str | None = None) -> dict[str, Any]:
+    if not principal.is_admin:
+        raise Forbidden("only admin (dispatcher) tokens may lock containers")
+    if dispatcher_uuid is not None and not (isinstance(dispatcher_uuid, str) and UUID_RE.match(dispatcher_uuid)):
+        raise Invalid("dispatcher_uuid: not a uuid")
+
+    def work(tx: Repository) -> Row:
+        container = visible_container(tx, principal, uuid, for_update=True)
+        return _lock(tx, ctx, principal, container, dispatcher_uuid)
+
+    return container_view(ctx.store.transact(work), principal)
+
+
+def _lock(tx: Repository, ctx: Context, principal: Principal, container: Row, dispatcher_uuid: str | None) -> Row:
+    now = ctx.now()
+    if container["state"] != ContainerState.QUEUED.value:
+        raise LockConflict(f"cannot lock container {container['uuid']}: it is {container['state']}, not Queued")
+    if container["priority"] <= 0:
+        raise LockConflict(f"cannot lock container {container['uuid']}: its priority is 0")
+    not_before = parse_time((container["scheduling_parameters"] or {}).get("not_before"))
+    if not_before is not None and not_before > now:
+        raise LockConflict(f"cannot lock container {container['uuid']} before {not_before.isoformat()}")
+    owner = tx.committed_requests_for(container["uuid"])
+    user_uuid = max(owner, key=lambda r: r["priority"])["owner_uuid"] if owner else principal.user_uuid
+    _, secret = issue_token(tx, ctx.settings.cluster_id, user_uuid, now, container_uuid=container["uuid"])
+    changes = {
+        "state": ContainerState.LOCKED.value,
+        "locked_by_uuid": principal.token_uuid,
+        "dispatcher_uuid": dispatcher_uuid,
+        "lock_count": container["lock_count"] + 1,
+        "auth": secret,
+    }
+    return tx.update_container(container, changes, now)
+
+
+def unlock(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
+    if not principal.is_admin:
+        raise Forbidden("only admin (dispatcher) tokens may unlock containers")
+
+    def work(tx: Repository) -> Row:
+        container = visible_container(tx, principal, uuid, for_update=True)
+        return _unlock(tx, ctx, principal, container)
+
+    return container_view(ctx.store.transact(work), principal)
+
+
+def _unlock(tx: Repository, ctx: Context, principal: Principal, container: Row) -> Row:
+    if container["state"] != ContainerState.LOCKED.value:
+        raise LockConflict(f"cannot unlock container {container['uuid']}: it is {container['state']}, not Locked")
+    if container["locked_by_uuid"] != principal.token_uuid:
+        raise LockConflict(f"cannot unlock container {container['uuid']}: it was locked by another token")
+    now = ctx.now()
+    limit = ctx.settings.max_dispatch_attempts
+    if container["lock_count"] >= limit:
+        error = (
+            "Failed to start container. Cancelled after exceeding max_dispatch_attempts "
+            f"(lock_count={container['lock_count']})"
+        )
+        status = runtime_status.merge(container["runtime_status"], {"error": error, "cause": "infrastructure"})
+        changes = {**lifecycle.final_changes(now), "state": ContainerState.CANCELLED.value, "runtime_status": status}
+        cancelled = tx.update_container(container, changes, now)
+        lifecycle.container_finished(tx, ctx, cancelled, now)
+        return cancelled
+    tx.delete_container_tokens(container["uuid"])
+    return tx.update_container(container, lifecycle.unlock_changes(), now)
+
+
+def heartbeat(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
+    """crunch-run is alive and so is its container's process."""
+
+    def work(tx: Repository) -> Row:
+        container = visible_container(tx, principal, uuid, for_update=True)
+        if not (principal.is_admin or principal.container_uuid == uuid):
+            raise Forbidden("only the dispatcher or the container itself may send heartbeats")
+        if container["state"] != ContainerState.RUNNING.value:
+            raise Invalid(f"heartbeat: container {uuid} is {container['state']}, not Running")
+        now = ctx.now()
+        tx.touch_heartbeat(uuid, now)
+        return {**container, "heartbeat_at": now}
+
+    return container_view(ctx.store.transact(work), principal)
+
+
+def set_scheduling_status(ctx: Context, principal: Principal, uuid: str, text: object) -> dict[str, Any]:
+    if not isinstance(text, str) or len(text) > 4096:
+        raise Invalid("scheduling_status: must be a string of at most 4096 characters")
+    return update(ctx, principal, uuid, {"scheduling_status": text})

@@ -1,0 +1,99 @@
+"""The Store: engine, migrations and transaction boundaries."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+
+from ..domain.errors import Conflict
+from . import dialect
+from .repository import Repository
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+_ATTEMPTS = 8
+
+
+def normalise_url(url: str) -> str:
+    """Accept `postgresql://…` and use the psycopg 3 driver for it."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+class Store:
+    """Owns the engine. Services open transactions with `read()`, `write()` or `transact()`."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalise_url(url)
+        kwargs: dict[str, object] = {"pool_pre_ping": False}
+        if self.url.startswith("sqlite"):
+            kwargs.update(pool_size=8, max_overflow=56)
+        else:
+            kwargs.update(pool_size=16, max_overflow=32)
+        self.engine = create_engine(self.url, **kwargs)
+        dialect.prepare_engine(self.engine)
+        self.dialect = self.engine.dialect.name
+        self._writer = dialect.writer_lock(self.engine)
+        self._on_commit: list[Callable[[], None]] = []
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        with self.engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after every committed write (e.g. to wake event-stream clients)."""
+        self._on_commit.append(callback)
+
+    @contextmanager
+    def read(self) -> Iterator[Repository]:
+        with self.engine.connect() as conn, conn.begin():
+            yield Repository(conn)
+
+    @contextmanager
+    def write(self) -> Iterator[Repository]:
+        with self._writer, self.engine.connect() as conn:
+            conn = conn.execution_options(crunch_write=True)
+            with conn.begin():
+                yield Repository(conn)
+        for callback in self._on_commit:
+            callback()
+
+    def transact(self, work: Callable[[Repository], T]) -> T:
+        """Run `work` in a write transaction, again if it lost a race with another writer."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                with self.write() as tx:
+                    return work(tx)
+            except Exception as error:  # noqa: BLE001 - filtered just below
+                if not dialect.is_retryable(error):
+                    raise
+                log.info("transaction conflict, retrying", extra={"action": "retry", "attempt": attempt})
+                time.sleep(0.005 * attempt)
+        raise Conflict("the database stayed too busy; try again")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(url: str, *, migrate: bool = True) -> Store:
+    store = Store(url)
+    if migrate:
+        store.migrate()
+    return store

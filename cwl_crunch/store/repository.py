@@ -1,0 +1,300 @@
+"""SQL for every use case, behind intention-named verbs. Never commits: services own transactions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, delete, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from ..domain.errors import Conflict
+from ..domain.uuids import KIND_OF_TYPE, type_of
+from . import dialect
+from .schema import (
+    collections,
+    container_requests,
+    containers,
+    dispatchers,
+    events,
+    request_containers,
+    tokens,
+    users,
+)
+
+Row = dict[str, Any]
+# Computed by the database, never written.
+_GENERATED = {"has_error"}
+
+
+def _row(result_row: Any) -> Row | None:
+    return None if result_row is None else dict(result_row._mapping)
+
+
+class Repository:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    # -- generic -------------------------------------------------------------------------
+
+    def _get(self, table: Table, uuid: str, for_update: bool = False) -> Row | None:
+        query = select(table).where(table.c.uuid == uuid)
+        if for_update:
+            query = query.with_for_update()
+        return _row(self.conn.execute(query).first())
+
+    def _insert(self, table: Table, row: Mapping[str, Any]) -> Row:
+        self.conn.execute(insert(table).values(**row))
+        return dict(row)
+
+    def _guarded_update(self, table: Table, old: Row, changes: Mapping[str, Any], now: datetime) -> Row:
+        """Apply `changes` if the row is still in `old`'s state; record an event for what changed."""
+        changed = {k: v for k, v in changes.items() if old.get(k) != v and k not in _GENERATED}
+        if not changed:
+            return old
+        values = {**changed, "modified_at": now}
+        result = self.conn.execute(
+            update(table).where(table.c.uuid == old["uuid"], table.c.state == old["state"]).values(**values)
+        )
+        if result.rowcount != 1:
+            raise Conflict(f"{old['uuid']} was changed by someone else; try again")
+        new = {**old, **values}
+        self.add_event(old["uuid"], "update", _change_properties(old, new, changed), now)
+        return new
+
+    def list(
+        self,
+        table: Table,
+        where: Sequence[ColumnElement[bool]],
+        order: Sequence[Any],
+        limit: int,
+        offset: int,
+        count: bool = True,
+    ) -> tuple[list[Row], int | None]:
+        query = select(table).where(*where).order_by(*order).limit(limit).offset(offset)
+        items = [dict(r._mapping) for r in self.conn.execute(query)]
+        available = None
+        if count:
+            available = self.conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
+        return items, available
+
+    def lock_key(self, key: str) -> None:
+        dialect.lock_key(self.conn, key)
+
+    # -- users and tokens ----------------------------------------------------------------
+
+    def insert_user(self, row: Mapping[str, Any]) -> Row:
+        return self._insert(users, row)
+
+    def user_by_name(self, name: str) -> Row | None:
+        return _row(self.conn.execute(select(users).where(users.c.name == name)).first())
+
+    def insert_token(self, row: Mapping[str, Any]) -> Row:
+        return self._insert(tokens, row)
+
+    def token_with_user(self, secret_hash: str) -> Row | None:
+        query = (
+            select(tokens, users.c.is_admin)
+            .join(users, users.c.uuid == tokens.c.user_uuid)
+            .where(tokens.c.secret_hash == secret_hash)
+        )
+        return _row(self.conn.execute(query).first())
+
+    def delete_container_tokens(self, container_uuid: str) -> None:
+        self.conn.execute(delete(tokens).where(tokens.c.container_uuid == container_uuid))
+
+    def count_admins(self) -> int:
+        return self.conn.execute(select(func.count()).select_from(users).where(users.c.is_admin)).scalar_one()
+
+    # -- containers ----------------------------------------------------------------------
+
+    def get_container(self, uuid: str, for_update: bool = False) -> Row | None:
+        return self._get(containers, uuid, for_update)
+
+    def insert_container(self, row: Mapping[str, Any], now: datetime) -> Row:
+        row = self._insert(containers, row)
+        self.add_event(row["uuid"], "create", {"old_state": None, "new_state": row["state"]}, now)
+        return row
+
+    def update_container(self, old: Row, changes: Mapping[str, Any], now: datetime) -> Row:
+        new = self._guarded_update(containers, old, changes, now)
+        new["has_error"] = "error" in (new["runtime_status"] or {})
+        return new
+
+    def touch_heartbeat(self, uuid: str, now: datetime) -> None:
+        """Record a heartbeat; deliberately no event (they come every few seconds)."""
+        self.conn.execute(update(containers).where(containers.c.uuid == uuid).values(heartbeat_at=now))
+
+    def reuse_candidate(self, key: str, tier: str) -> Row | None:
+        """The preferred container of one reuse tier (SPEC §5), or None."""
+        c = containers.c
+        query = select(containers).where(c.reuse_key == key)
+        if tier == "complete":
+            log_exists = select(collections.c.uuid).where(
+                collections.c.portable_data_hash == c.log, collections.c.trash_at.is_(None)
+            )
+            output_exists = select(collections.c.uuid).where(
+                collections.c.portable_data_hash == c.output, collections.c.trash_at.is_(None)
+            )
+            query = query.where(
+                c.state == "Complete", c.exit_code == 0, log_exists.exists(), c.output.is_(None) | output_exists.exists()
+            ).order_by(c.finished_at, c.uuid)
+        elif tier == "running":
+            query = query.where(c.state == "Running", c.has_error.is_(False), c.priority > 0).order_by(
+                c.progress.desc().nulls_last(), c.started_at, c.uuid
+            )
+        elif tier in ("locked", "queued"):
+            query = query.where(c.state == tier.capitalize()).order_by(c.priority.desc(), c.created_at, c.uuid)
+        else:
+            raise ValueError(tier)
+        return _row(self.conn.execute(query.limit(1)).first())
+
+    def containers_with_command(self, command_digest: str, limit: int) -> list[Row]:
+        query = (
+            select(containers)
+            .where(containers.c.command_digest == command_digest)
+            .order_by(containers.c.created_at.desc())
+            .limit(limit)
+        )
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    def newest_containers(self, limit: int) -> list[Row]:
+        query = select(containers).order_by(containers.c.created_at.desc()).limit(limit)
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    def locked_containers_of(self, dispatcher_uuid: str) -> list[Row]:
+        c = containers.c
+        query = select(containers).where(c.dispatcher_uuid == dispatcher_uuid, c.state == "Locked")
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    def running_without_heartbeat_since(self, before: datetime) -> list[Row]:
+        c = containers.c
+        stale = c.heartbeat_at.is_(None) & (c.started_at < before) | (c.heartbeat_at < before)
+        query = select(containers).where(c.state == "Running", stale)
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    # -- container requests --------------------------------------------------------------
+
+    def get_request(self, uuid: str, for_update: bool = False) -> Row | None:
+        return self._get(container_requests, uuid, for_update)
+
+    def insert_request(self, row: Mapping[str, Any], now: datetime) -> Row:
+        row = self._insert(container_requests, row)
+        properties = {"old_state": None, "new_state": row["state"], "container_uuid": row["container_uuid"]}
+        self.add_event(row["uuid"], "create", properties, now)
+        return row
+
+    def update_request(self, old: Row, changes: Mapping[str, Any], now: datetime) -> Row:
+        return self._guarded_update(container_requests, old, changes, now)
+
+    def delete_request(self, uuid: str, now: datetime) -> None:
+        self.conn.execute(delete(container_requests).where(container_requests.c.uuid == uuid))
+        self.add_event(uuid, "delete", {}, now)
+
+    def committed_requests_for(self, container_uuid: str) -> list[Row]:
+        """Committed requests whose current container is `container_uuid`."""
+        r = container_requests.c
+        query = select(container_requests).where(r.container_uuid == container_uuid, r.state == "Committed")
+        return [dict(row._mapping) for row in self.conn.execute(query.order_by(r.created_at, r.uuid))]
+
+    def committed_children_of(self, container_uuid: str) -> list[Row]:
+        r = container_requests.c
+        query = select(container_requests).where(
+            r.requesting_container_uuid == container_uuid, r.state == "Committed"
+        )
+        return [dict(row._mapping) for row in self.conn.execute(query.order_by(r.created_at, r.uuid))]
+
+    def link_attempt(self, request_uuid: str, container_uuid: str, attempt: int) -> None:
+        exists = self.conn.execute(
+            select(request_containers.c.attempt).where(
+                request_containers.c.request_uuid == request_uuid,
+                request_containers.c.container_uuid == container_uuid,
+            )
+        ).first()
+        if exists is None:
+            self.conn.execute(
+                insert(request_containers).values(
+                    request_uuid=request_uuid, container_uuid=container_uuid, attempt=attempt
+                )
+            )
+
+    def attempts_of(self, request_uuid: str) -> list[Row]:
+        """Every container the request has used, oldest attempt first."""
+        query = (
+            select(containers)
+            .join(request_containers, request_containers.c.container_uuid == containers.c.uuid)
+            .where(request_containers.c.request_uuid == request_uuid)
+            .order_by(request_containers.c.attempt)
+        )
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    # -- collections ---------------------------------------------------------------------
+
+    def insert_collection(self, row: Mapping[str, Any]) -> Row:
+        return self._insert(collections, row)
+
+    def get_collection(self, uuid: str) -> Row | None:
+        return self._get(collections, uuid)
+
+    def collection_by_pdh(self, pdh: str) -> Row | None:
+        query = (
+            select(collections)
+            .where(collections.c.portable_data_hash == pdh, collections.c.trash_at.is_(None))
+            .order_by(collections.c.created_at)
+            .limit(1)
+        )
+        return _row(self.conn.execute(query).first())
+
+    # -- dispatchers ---------------------------------------------------------------------
+
+    def insert_dispatcher(self, row: Mapping[str, Any]) -> Row:
+        return self._insert(dispatchers, row)
+
+    def get_dispatcher(self, uuid: str) -> Row | None:
+        return self._get(dispatchers, uuid)
+
+    def update_dispatcher(self, uuid: str, changes: Mapping[str, Any]) -> None:
+        self.conn.execute(update(dispatchers).where(dispatchers.c.uuid == uuid).values(**changes))
+
+    def silent_dispatchers(self, before: datetime) -> list[Row]:
+        d = dispatchers.c
+        query = select(dispatchers).where(d.alive.is_(True), d.last_ping_at < before)
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    # -- events --------------------------------------------------------------------------
+
+    def add_event(self, object_uuid: str, event_type: str, properties: Mapping[str, Any], now: datetime) -> None:
+        kind = KIND_OF_TYPE.get(type_of(object_uuid) or "", "")
+        self.conn.execute(
+            insert(events).values(
+                object_uuid=object_uuid,
+                object_kind=kind,
+                event_type=event_type,
+                properties=dict(properties),
+                created_at=now,
+            )
+        )
+
+    def events_after(self, since: int, where: Sequence[ColumnElement[bool]], limit: int) -> list[Row]:
+        query = select(events).where(events.c.id > since, *where).order_by(events.c.id).limit(limit)
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    def last_event_id(self) -> int:
+        return self.conn.execute(select(func.coalesce(func.max(events.c.id), 0))).scalar_one()
+
+    def delete_events_before(self, before: datetime) -> int:
+        return self.conn.execute(delete(events).where(events.c.created_at < before)).rowcount
+
+
+def _change_properties(old: Row, new: Row, changed: Mapping[str, Any]) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "old_state": old["state"],
+        "new_state": new["state"],
+        "changed": sorted(changed),
+    }
+    if "container_uuid" in new:
+        properties["container_uuid"] = new["container_uuid"]
+    if "priority" in changed:
+        properties["new_priority"] = new["priority"]
+    return properties

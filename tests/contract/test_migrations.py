@@ -27,18 +27,6 @@ GIN_INDEX = "ix_containers_runtime_status_gin"
 DIALECTS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[ThrowawayPostgres]:
-    reason = available()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the PostgreSQL tests: {reason}")
-        pytest.skip(reason)
-    server = ThrowawayPostgres().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'crunch.db'}"

@@ -132,11 +132,11 @@ def update(ctx: Context, principal: Principal, uuid: str, patch: Mapping[str, An
         request = visible_request(tx, principal, uuid, for_update=True)
         now = ctx.now()
         state = RequestState(request["state"])
-        require_request_update(state, patch)
         new_state = parse_request_state(patch.get("state", state.value))
-        changes = {k: v for k, v in _for_storage(patch).items() if k != "state"}
         if new_state != state:
             require_request_transition(state, new_state)
+        require_request_update(state, patch)
+        changes = {k: v for k, v in _for_storage(patch).items() if k != "state"}
         if new_state == RequestState.FINAL or (state == RequestState.COMMITTED and changes.get("priority") == 0):
             request = tx.update_request(request, {k: v for k, v in changes.items() if k != "priority"}, now)
             return lifecycle.cancel_request(tx, ctx, request, now)

@@ -28,6 +28,11 @@ Row = dict[str, Any]
 _GENERATED = {"has_error"}
 
 
+def _default(column: Any) -> Any:
+    default = column.default
+    return default.arg if default is not None and default.is_scalar else None
+
+
 def _row(result_row: Any) -> Row | None:
     return None if result_row is None else dict(result_row._mapping)
 
@@ -45,8 +50,11 @@ class Repository:
         return _row(self.conn.execute(query).first())
 
     def _insert(self, table: Table, row: Mapping[str, Any]) -> Row:
+        """Insert; returns the whole row as stored (column defaults filled in, no re-read)."""
         self.conn.execute(insert(table).values(**row))
-        return dict(row)
+        stored = {c.name: _default(c) for c in table.c if c.name not in _GENERATED}
+        stored.update(row)
+        return stored
 
     def _guarded_update(self, table: Table, old: Row, changes: Mapping[str, Any], now: datetime) -> Row:
         """Apply `changes` if the row is still in `old`'s state; record an event for what changed."""

@@ -1,0 +1,129 @@
+"""The store's contract, run against every backend (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from cwl_crunch.domain.errors import Conflict
+from cwl_crunch.services.context import Context
+from cwl_crunch.services.lifecycle import resolve_container
+from cwl_crunch.settings import Settings
+from cwl_crunch.store.schema import containers
+
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+
+
+def _request(**overrides):
+    request = {
+        "uuid": "zzzzz-xvhdp-000000000000001",
+        "command": ["echo", "x"],
+        "cwd": "/",
+        "output_path": "/out",
+        "mounts": {"/out": {"kind": "tmp"}},
+        "use_existing": True,
+    }
+    request.update(overrides)
+    return request
+
+
+def _new_container(store, **overrides):
+    ctx = Context(store, Settings())
+    with store.write() as tx:
+        return resolve_container(tx, ctx, _request(**overrides), NOW)
+
+
+def test_inserted_rows_read_back_equal(store):
+    created = _new_container(store)
+    with store.read() as tx:
+        stored = tx.get_container(created["uuid"])
+    assert {k: stored[k] for k in created} == created
+    assert stored["created_at"].tzinfo is not None  # times come back as aware UTC
+
+
+def test_guarded_update_refuses_a_stale_state(store):
+    created = _new_container(store)
+    with store.write() as tx:
+        tx.update_container(created, {"state": "Cancelled"}, NOW)
+    with pytest.raises(Conflict), store.write() as tx:
+        tx.update_container(created, {"state": "Locked"}, NOW)  # `created` still says Queued
+    with store.read() as tx:
+        assert tx.get_container(created["uuid"])["state"] == "Cancelled"
+
+
+def test_updates_record_events_with_old_and_new_state(store):
+    created = _new_container(store)
+    with store.write() as tx:
+        start = 0
+        tx.update_container(created, {"state": "Cancelled", "priority": 0}, NOW)
+    with store.read() as tx:
+        events = tx.events_after(start, [], 100)
+    assert [(e["event_type"], e["properties"]["new_state"]) for e in events] == [
+        ("create", "Queued"),
+        ("update", "Cancelled"),
+    ]
+    assert events[0]["id"] < events[1]["id"]
+
+
+def test_a_write_that_changes_nothing_records_nothing(store):
+    created = _new_container(store)
+    with store.write() as tx:
+        tx.update_container(created, {"state": "Queued"}, NOW)
+        assert tx.last_event_id() == 1
+
+
+def test_reuse_candidates_per_tier(store):
+    queued = _new_container(store, use_existing=False)
+    locked = _new_container(store, use_existing=False)
+    with store.write() as tx:
+        tx.update_container(locked, {"state": "Locked"}, NOW)
+        key = queued["reuse_key"]
+        assert tx.reuse_candidate(key, "locked")["uuid"] == locked["uuid"]
+        assert tx.reuse_candidate(key, "queued")["uuid"] == queued["uuid"]
+        assert tx.reuse_candidate(key, "running") is None
+        assert tx.reuse_candidate(key, "complete") is None
+
+
+def test_json_columns_round_trip_nested_values(store):
+    created = _new_container(store, environment={"ü": "ñ"}, mounts={"/out": {"kind": "json", "content": {"a": [1, 2.5, None, True]}}})
+    with store.read() as tx:
+        stored = tx.get_container(created["uuid"])
+    assert stored["environment"] == {"ü": "ñ"}
+    assert stored["mounts"]["/out"]["content"] == {"a": [1, 2.5, None, True]}
+
+
+def test_list_filters_orders_and_counts(store):
+    made = [_new_container(store, use_existing=False, command=["echo", str(i)]) for i in range(5)]
+    with store.read() as tx:
+        rows, available = tx.list(containers, [containers.c.state == "Queued"], [containers.c.uuid], 2, 1)
+    assert available == 5
+    assert [r["uuid"] for r in rows] == sorted(c["uuid"] for c in made)[1:3]
+
+
+def test_events_older_than_retention_are_deleted(store):
+    _new_container(store)
+    with store.write() as tx:
+        assert tx.delete_events_before(NOW + timedelta(seconds=1)) == 1
+        assert tx.events_after(0, [], 10) == []
+
+
+def test_concurrent_writers_all_commit(store):
+    """Writers in many threads queue up (SQLite) or run side by side (PostgreSQL); none is lost."""
+    errors = []
+
+    def one(i: int) -> None:
+        try:
+            _new_container(store, use_existing=False, command=["echo", str(i)])
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with store.read() as tx:
+        assert tx.list(containers, [], [containers.c.uuid], 100, 0)[1] == 16

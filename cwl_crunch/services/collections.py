@@ -66,4 +66,5 @@ def get(ctx: Context, principal: Principal, uuid_or_pdh: str) -> dict[str, Any]:
 
 def list_collections(ctx: Context, principal: Principal, params: ListParams) -> dict[str, Any]:
     with ctx.store.read() as tx:
-        return list_rows(tx, collections, params, visible_collections(principal), plain_view)
+        return list_rows(tx, collections, params, visible_collections(principal),
+                         lambda rows: [plain_view(r) for r in rows])

@@ -44,8 +44,8 @@ def current(ctx: Context, principal: Principal) -> dict[str, Any]:
 def list_containers(ctx: Context, principal: Principal, params: ListParams) -> dict[str, Any]:
     with ctx.store.read() as tx:
         known = [c.name for c in containers.c if c.name not in ("secret_mounts", "reuse_digests", "command_digest", "has_error")]
-        view = lambda row: container_view(row, principal)  # noqa: E731
-        return list_rows(tx, containers, params, visible_containers(principal), view, known=known)
+        return list_rows(tx, containers, params, visible_containers(principal),
+                         lambda rows: [container_view(r, principal) for r in rows], known=known)
 
 
 def _check_values(patch: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""The shared shape of list endpoints: filters, order, paging, select (SPEC §2)."""
+"""The shared shape of list endpoints: filters, order, paging, select (SPEC §2).
+
+`views` turns a page of rows into public records at once, so related rows can be fetched in
+one query rather than one per item.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ def list_rows(
     table: Table,
     params: ListParams,
     visibility: Sequence[ColumnElement[bool]],
-    view: Callable[[Row], dict[str, Any]],
+    views: Callable[[list[Row]], list[dict[str, Any]]],
     default_order: Sequence[str] = ("created_at desc",),
     known: Sequence[str] | None = None,
 ) -> dict[str, Any]:
@@ -38,5 +42,5 @@ def list_rows(
     fields = query.check_select(table, params.select)
     rows, available = tx.list(table, where, order, limit, offset, count=params.count)
     names = known if known is not None else [c.name for c in table.c]
-    items = [select_fields(view(row), fields, names) for row in rows]
+    items = [select_fields(item, fields, names) for item in views(rows)]
     return {"items": items, "items_available": available, "offset": offset, "limit": limit}

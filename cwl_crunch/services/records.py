@@ -34,10 +34,10 @@ def container_view(row: Mapping[str, Any], principal: Principal) -> dict[str, An
 
 
 def request_view(row: Mapping[str, Any], container: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A request as clients see it, with `on_hold` and the derived user-facing `status`."""
     view = _public(row, _NEVER_SHOWN | _REQUEST_INTERNAL)
     view["on_hold"] = bool(row.get("held"))
-    if container is not None:
-        view["status"] = derived_status(row, container)
+    view["status"] = derived_status(row, container)
     return view
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -44,8 +44,20 @@ _EMPTY_DEFAULTS: dict[str, Any] = {
 _NOT_NULL = ("name", "description", "properties", "priority", "use_existing", "container_count_max",
              "output_properties", "state")
 VIEW_FIELDS = [c.name for c in container_requests.c if c.name not in ("held", "secret_mounts", "runtime_token")] + [
-    "on_hold"
+    "on_hold",
+    "status",
 ]
+
+
+def _written(ctx: Context, work: Callable[[Repository], Row]) -> dict[str, Any]:
+    """Run a write and answer with the request as it now stands, status included."""
+
+    def respond(tx: Repository) -> dict[str, Any]:
+        request = work(tx)
+        container = tx.get_container(request["container_uuid"]) if request.get("container_uuid") else None
+        return request_view(request, container)
+
+    return ctx.store.transact(respond)
 
 
 def _check_values(ctx: Context, values: Mapping[str, Any]) -> None:
@@ -110,19 +122,23 @@ def create(ctx: Context, principal: Principal, body: Mapping[str, Any]) -> dict[
         inserted = tx.insert_request(row, now)
         return _commit(tx, ctx, inserted, now) if state == RequestState.COMMITTED else inserted
 
-    return request_view(ctx.store.transact(work))
+    return _written(ctx, work)
 
 
 def get(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
     with ctx.store.read() as tx:
         request = visible_request(tx, principal, uuid)
         container = tx.get_container(request["container_uuid"]) if request["container_uuid"] else None
-    return request_view(request, container or {})
+    return request_view(request, container)
 
 
 def list_requests(ctx: Context, principal: Principal, params: ListParams) -> dict[str, Any]:
     with ctx.store.read() as tx:
-        return list_rows(tx, container_requests, params, visible_requests(principal), request_view, known=VIEW_FIELDS)
+        def views(rows: list[Row]) -> list[dict[str, Any]]:
+            by_uuid = tx.containers_by_uuid([r["container_uuid"] for r in rows if r["container_uuid"]])
+            return [request_view(r, by_uuid.get(r["container_uuid"])) for r in rows]
+
+        return list_rows(tx, container_requests, params, visible_requests(principal), views, known=VIEW_FIELDS)
 
 
 def update(ctx: Context, principal: Principal, uuid: str, patch: Mapping[str, Any]) -> dict[str, Any]:
@@ -147,7 +163,7 @@ def update(ctx: Context, principal: Principal, uuid: str, patch: Mapping[str, An
             lifecycle.refresh_container(tx, ctx, request["container_uuid"], now)
         return request
 
-    return request_view(ctx.store.transact(work))
+    return _written(ctx, work)
 
 
 def delete(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
@@ -163,7 +179,7 @@ def delete(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
             return lifecycle.cancel_request(tx, ctx, request, now)
         return request
 
-    return request_view(ctx.store.transact(work))
+    return _written(ctx, work)
 
 
 def _hold_target(tx: Repository, principal: Principal, uuid: str, action: str) -> tuple[Row, Row]:
@@ -186,7 +202,7 @@ def hold(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
         lifecycle.refresh_container(tx, ctx, container["uuid"], now)
         return request
 
-    return request_view(ctx.store.transact(work))
+    return _written(ctx, work)
 
 
 def release(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
@@ -197,7 +213,7 @@ def release(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
         lifecycle.refresh_container(tx, ctx, container["uuid"], now)
         return request
 
-    return request_view(ctx.store.transact(work))
+    return _written(ctx, work)
 
 
 def retry(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
@@ -240,7 +256,7 @@ def retry(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
         tx.update_request(old, {"properties": {**(old["properties"] or {}), "retried_as": new["uuid"]}}, now)
         return new
 
-    return request_view(ctx.store.transact(work))
+    return _written(ctx, work)
 
 
 def container_status(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:

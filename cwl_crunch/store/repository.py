@@ -158,6 +158,12 @@ class Repository:
             raise ValueError(tier)
         return _row(self.conn.execute(query.limit(1)).first())
 
+    def containers_by_uuid(self, uuids: Sequence[str]) -> dict[str, Row]:
+        if not uuids:
+            return {}
+        query = select(containers).where(containers.c.uuid.in_(set(uuids)))
+        return {r.uuid: dict(r._mapping) for r in self.conn.execute(query)}
+
     def containers_with_command(self, command_digest: str, limit: int) -> list[Row]:
         query = (
             select(containers)

@@ -184,3 +184,14 @@ def test_reused_finished_container_costs_nothing(service):
     assert second["state"] == "Final"
     assert second["cumulative_cost"] == 0.0
     assert ok(alice.get(f"/container_requests/{first['uuid']}"))["cumulative_cost"] == 3.0
+
+
+def test_lists_and_writes_carry_the_derived_status(service):
+    alice, admin = service.client(service.token()), service.admin()
+    request = commit(alice)
+    run(admin, request["container_uuid"])
+    ok(admin.put(f"/containers/{request['container_uuid']}", json={"runtime_status": {"error": "doomed"}}))
+    listed = ok(alice.get("/container_requests", params={"filters": '[["uuid","=","%s"]]' % request["uuid"]}))
+    assert [item["status"] for item in listed["items"]] == ["Failing"]
+    renamed = ok(alice.put(f"/container_requests/{request['uuid']}", json={"name": "still doomed"}))
+    assert renamed["status"] == "Failing"

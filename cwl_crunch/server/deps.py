@@ -16,7 +16,8 @@ from ..store.query import DEFAULT_LIMIT, parse_json_param
 _bearer = HTTPBearer(auto_error=False, description="A cwl-crunch token")
 
 
-def get_context(request: Request) -> Context:
+async def get_context(request: Request) -> Context:
+    """Async because it does no I/O: FastAPI runs sync dependencies in a worker thread each."""
     return request.app.state.ctx
 
 

@@ -10,21 +10,36 @@ from pydantic import BaseModel, ConfigDict, model_validator
 JsonObject = dict[str, Any]
 
 
-def _reject_unstorable(value: Any, path: str = "body") -> None:
-    """Neither database can store NUL characters or non-finite numbers in JSON: refuse them."""
+# Responses cannot serialise JSON nested much deeper (the limit is near 255 levels), and no real
+# document comes close to this.
+MAX_DEPTH = 64
+
+
+def _reject_unstorable(value: Any, path: str = "body", depth: int = 0) -> None:
+    """Refuse what the databases cannot store or we cannot send back: NUL characters, lone
+    surrogates (not valid UTF-8), non-finite numbers, and absurdly deep nesting."""
     if isinstance(value, str):
         if "\0" in value:
             raise ValueError(f"{path}: strings must not contain NUL characters")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"{path}: strings must be valid Unicode (no lone surrogates)") from None
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{path}: numbers must be finite")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _reject_unstorable(key, path)
-            _reject_unstorable(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _reject_unstorable(item, f"{path}[{index}]")
+    elif isinstance(value, (dict, list)):
+        if depth >= MAX_DEPTH:
+            field = path.split("[")[0].split(".")[:2]  # e.g. body.properties: the full path is as deep
+            raise ValueError(f"{'.'.join(field)}: nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _reject_unstorable(key, path)  # checked before it is quoted in a path
+                _reject_unstorable(item, f"{path}.{key}", depth + 1)
+        else:
+            for index, item in enumerate(value):
+                _reject_unstorable(item, f"{path}[{index}]", depth + 1)
 
 
 class Body(BaseModel):

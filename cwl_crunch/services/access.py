@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..domain.errors import NotFound
+from ..domain.errors import Forbidden, NotFound
 from ..domain.principal import Principal
 from ..domain.uuids import CONTAINER, CONTAINER_REQUEST, type_of
 from ..store.query import visible_containers
@@ -24,6 +24,14 @@ def visible_request(tx: Repository, principal: Principal, uuid: str, for_update:
     request = tx.get_request(uuid, for_update) if type_of(uuid) == CONTAINER_REQUEST else None
     if request is None or not can_see_request(principal, request):
         raise NotFound(f"container request {uuid} not found")
+    return request
+
+
+def writable_request(tx: Repository, principal: Principal, uuid: str) -> Row:
+    """A request the principal may change: a container token only changes the requests its container made."""
+    request = visible_request(tx, principal, uuid, for_update=True)
+    if principal.is_container and request["requesting_container_uuid"] != principal.container_uuid:
+        raise Forbidden("a container token may only change the requests its container made")
     return request
 
 

@@ -134,10 +134,20 @@ def lock(ctx: Context, principal: Principal, uuid: str, dispatcher_uuid: str | N
         raise Invalid("dispatcher_uuid: not a uuid")
 
     def work(tx: Repository) -> Row:
+        if dispatcher_uuid is not None:
+            _dispatcher_alive(tx, ctx, dispatcher_uuid)
         container = visible_container(tx, principal, uuid, for_update=True)
         return _lock(tx, ctx, principal, container, dispatcher_uuid)
 
     return container_view(ctx.store.transact(work), principal)
+
+
+def _dispatcher_alive(tx: Repository, ctx: Context, dispatcher_uuid: str) -> None:
+    """Only a registered dispatcher's locks are reclaimed when it dies; locking counts as a ping,
+    so a dispatcher declared dead earlier is watched again."""
+    if tx.get_dispatcher(dispatcher_uuid) is None:
+        raise Invalid(f"dispatcher_uuid: {dispatcher_uuid} is not a registered dispatcher")
+    tx.update_dispatcher(dispatcher_uuid, {"alive": True, "last_ping_at": ctx.now()})
 
 
 def _lock(tx: Repository, ctx: Context, principal: Principal, container: Row, dispatcher_uuid: str | None) -> Row:

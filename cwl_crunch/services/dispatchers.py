@@ -7,12 +7,13 @@ from typing import Any
 
 from ..domain.errors import Forbidden, Invalid, NotFound
 from ..domain.principal import Principal
-from ..domain.uuids import DISPATCHER, new_uuid
+from ..domain.uuids import DISPATCHER, new_uuid, type_of
 from ..store.repository import Repository, Row
 from .context import Context
 from .records import plain_view
 
-_FIELDS = ("name", "hostname", "backend")
+# Longest value of each field (the sizes of the database columns).
+_FIELDS = {"name": 255, "hostname": 255, "backend": 32}
 
 
 def _require_admin(principal: Principal) -> None:
@@ -23,8 +24,8 @@ def _require_admin(principal: Principal) -> None:
 def register(ctx: Context, principal: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
     _require_admin(principal)
     unknown = sorted(set(body) - set(_FIELDS))
-    bad = [f"{name}: must be a string of at most 255 characters" for name in _FIELDS
-           if name in body and (not isinstance(body[name], str) or len(body[name]) > 255)]
+    bad = [f"{name}: must be a string of at most {limit} characters" for name, limit in _FIELDS.items()
+           if name in body and (not isinstance(body[name], str) or len(body[name]) > limit)]
     if unknown or bad:
         raise Invalid(*[f"{name}: unknown attribute" for name in unknown], *bad)
     now = ctx.now()
@@ -43,9 +44,7 @@ def ping(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
     _require_admin(principal)
 
     def work(tx: Repository) -> Row:
-        dispatcher = tx.get_dispatcher(uuid)
-        if dispatcher is None:
-            raise NotFound(f"dispatcher {uuid} not found")
+        dispatcher = _find(tx, uuid)
         changes = {"last_ping_at": ctx.now(), "alive": True}
         tx.update_dispatcher(uuid, changes)
         return {**dispatcher, **changes}
@@ -56,7 +55,12 @@ def ping(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
 def get(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
     _require_admin(principal)
     with ctx.store.read() as tx:
-        dispatcher = tx.get_dispatcher(uuid)
+        return plain_view(_find(tx, uuid))
+
+
+def _find(tx: Repository, uuid: str) -> Row:
+    # Only a well-formed uuid reaches the database (PostgreSQL refuses NUL characters).
+    dispatcher = tx.get_dispatcher(uuid) if type_of(uuid) == DISPATCHER else None
     if dispatcher is None:
         raise NotFound(f"dispatcher {uuid} not found")
-    return plain_view(dispatcher)
+    return dispatcher

@@ -23,6 +23,12 @@ def events_after(ctx: Context, principal: Principal, since: int, filters: object
     return [{**row, "created_at": format_time(row["created_at"])} for row in rows]
 
 
+def still_authorized(ctx: Context, principal: Principal) -> bool:
+    """Whether a stream opened with this principal's token may go on (a container token ends with its container)."""
+    with ctx.store.read() as tx:
+        return tx.token_is_valid(principal.token_uuid, ctx.now())
+
+
 def last_event_id(ctx: Context) -> int:
     with ctx.store.read() as tx:
         return tx.last_event_id()

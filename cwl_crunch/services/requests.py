@@ -22,7 +22,7 @@ from ..store.query import visible_requests
 from ..store.repository import Repository, Row
 from ..store.schema import container_requests
 from . import lifecycle
-from .access import visible_request
+from .access import visible_request, writable_request
 from .context import Context
 from .listing import ListParams, list_rows
 from .records import format_time, request_view
@@ -145,7 +145,7 @@ def update(ctx: Context, principal: Principal, uuid: str, patch: Mapping[str, An
     _check_values(ctx, patch)
 
     def work(tx: Repository) -> Row:
-        request = visible_request(tx, principal, uuid, for_update=True)
+        request = writable_request(tx, principal, uuid)
         now = ctx.now()
         state = RequestState(request["state"])
         new_state = parse_request_state(patch.get("state", state.value))
@@ -170,7 +170,7 @@ def delete(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
     """Uncommitted: deleted. Committed: cancelled. Final: unchanged."""
 
     def work(tx: Repository) -> Row:
-        request = visible_request(tx, principal, uuid, for_update=True)
+        request = writable_request(tx, principal, uuid)
         now = ctx.now()
         if request["state"] == RequestState.UNCOMMITTED.value:
             tx.delete_request(uuid, now)
@@ -183,7 +183,7 @@ def delete(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
 
 
 def _hold_target(tx: Repository, principal: Principal, uuid: str, action: str) -> tuple[Row, Row]:
-    request = visible_request(tx, principal, uuid, for_update=True)
+    request = writable_request(tx, principal, uuid)
     container = tx.get_container(request["container_uuid"]) if request["container_uuid"] else None
     if request["state"] != RequestState.COMMITTED.value or container is None:
         raise Invalid(f"cannot {action} a request in state {request['state']}: only Committed requests")

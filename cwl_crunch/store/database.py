@@ -71,7 +71,9 @@ class Store:
         with self._writer, self.engine.connect() as conn:
             conn = conn.execution_options(crunch_write=True)
             with conn.begin():
-                yield Repository(conn)
+                tx = Repository(conn)
+                yield tx
+                tx.flush_events()
         for callback in self._on_commit:
             callback()
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, ColumnElement, Float, Integer, Table, false, or_, select
@@ -13,12 +13,17 @@ from sqlalchemy.sql.elements import UnaryExpression
 from ..domain.errors import Invalid
 from ..domain.principal import Principal
 from ..domain.uuids import TYPE_OF_KIND
+from ..domain.validation import parse_time
 from .schema import UTCDateTime, collections, container_requests, containers, request_containers
 
 OPERATORS = frozenset({"=", "!=", "<", "<=", ">", ">=", "in", "not in", "like", "is_a", "exists"})
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 _INT64 = 2**63 - 1
+_INT32 = 2**31 - 1
+_COMPARISONS = {
+    "=": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+}
 # Never filterable or orderable: secrets and internals.
 HIDDEN = frozenset({"secret_mounts", "runtime_token", "auth", "secret_hash", "reuse_digests", "held"})
 
@@ -27,9 +32,11 @@ def parse_json_param(name: str, raw: str | None, default: Any) -> Any:
     if raw is None or raw == "":
         return default
     try:
-        return json.loads(raw)
-    except ValueError:
-        raise Invalid(f"{name}: not valid JSON") from None
+        value = json.loads(raw)
+        json.dumps(value, ensure_ascii=False).encode("utf-8")  # lone surrogates cannot reach the database
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+        raise Invalid(f"{name}: not valid JSON (or not valid Unicode)") from None
+    return value
 
 
 def build_filters(table: Table, filters: object) -> list[ColumnElement[bool]]:
@@ -56,7 +63,7 @@ def _one_filter(table: Table, item: object) -> ColumnElement[bool]:
     if op == "exists":
         if not isinstance(column.type, JSON) or not isinstance(operand, str):
             raise Invalid(f"filters: exists needs a JSON attribute and a key, got {attribute!r}")
-        return column[operand].is_not(None)
+        return column[_json_key(operand)].is_not(None)
     if isinstance(column.type, JSON):
         raise Invalid(f"filters: {attribute} can only be tested with exists or attribute.key")
     if op == "is_a":
@@ -70,19 +77,15 @@ def _one_filter(table: Table, item: object) -> ColumnElement[bool]:
     if op == "like":
         if not isinstance(value, str):
             raise Invalid("filters: like needs a string operand")
+        if (len(value) - len(value.rstrip("\\"))) % 2:  # PostgreSQL refuses a dangling escape character
+            raise Invalid("filters: a like pattern must not end with a lone backslash")
         return column.like(value)
-    if value is None:
+    if value is None or isinstance(value, bool):
         if op not in ("=", "!="):
-            raise Invalid("filters: null can only be compared with = or !=")
-        return column.is_(None) if op == "=" else column.is_not(None)
-    return {
-        "=": column == value,
-        "!=": column != value,
-        "<": column < value,
-        "<=": column <= value,
-        ">": column > value,
-        ">=": column >= value,
-    }[op]
+            raise Invalid(f"filters: {json.dumps(value)} can only be compared with = or !=")
+        if value is None:
+            return column.is_(None) if op == "=" else column.is_not(None)
+    return _COMPARISONS[op](column, value)
 
 
 def _json_key_filter(table: Table, attribute: str, op: str, operand: object) -> ColumnElement[bool]:
@@ -90,12 +93,20 @@ def _json_key_filter(table: Table, attribute: str, op: str, operand: object) -> 
     column = _column(table, name)
     if not isinstance(column.type, JSON) or not key:
         raise Invalid(f"filters: {attribute!r} is not a key of a JSON attribute")
+    key = _json_key(key)
     if op == "exists":
         return column[key].is_not(None)
     if op not in ("=", "!=") or not isinstance(operand, str) or "\0" in operand:
         raise Invalid(f"filters: {attribute} can only be compared with = or != to a string")
     text = column[key].as_string()
     return text == operand if op == "=" else or_(text != operand, text.is_(None))
+
+
+def _json_key(key: str) -> str:
+    """A key both dialects can look up: SQLite's JSON paths cannot quote `"`, PostgreSQL has no NUL."""
+    if not key or len(key) > 255 or '"' in key or "\0" in key:
+        raise Invalid(f"filters: {key!r} is not a usable key (1 to 255 characters, no double quote or NUL)")
+    return key
 
 
 def _is_a(column: Any, operand: object) -> ColumnElement[bool]:
@@ -118,21 +129,18 @@ def _coerce(column: Any, value: object) -> Any:
     if isinstance(ctype, Boolean):
         if isinstance(value, bool):
             return value
-    elif isinstance(ctype, (Integer, BigInteger)):
-        if isinstance(value, int) and not isinstance(value, bool) and -_INT64 <= value <= _INT64:
+    elif isinstance(ctype, Integer):  # BigInteger included; PostgreSQL refuses values out of the column's range
+        limit = _INT64 if isinstance(ctype, BigInteger) else _INT32
+        if isinstance(value, int) and not isinstance(value, bool) and -limit - 1 <= value <= limit:
             return value
     elif isinstance(ctype, Float):
         if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e300:
             return float(value)
     elif isinstance(ctype, UTCDateTime):
-        if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                pass
-            else:
-                return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-        raise Invalid(f"filters: {name} needs an ISO 8601 time")
+        parsed = parse_time(value)
+        if parsed is None:
+            raise Invalid(f"filters: {name} needs an ISO 8601 time")
+        return parsed
     elif isinstance(value, str) and "\0" not in value:
         return value
     raise Invalid(f"filters: {value!r} is not a valid value for {name}")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Select, Table, Update, bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from ..domain.errors import Conflict
@@ -40,18 +41,16 @@ def _row(result_row: Any) -> Row | None:
 class Repository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self._events: list[dict[str, Any]] = []  # written by flush_events, just before commit
 
     # -- generic -------------------------------------------------------------------------
 
     def _get(self, table: Table, uuid: str, for_update: bool = False) -> Row | None:
-        query = select(table).where(table.c.uuid == uuid)
-        if for_update:
-            query = query.with_for_update()
-        return _row(self.conn.execute(query).first())
+        return _row(self.conn.execute(_by_uuid(table, for_update), {"uuid": uuid}).first())
 
     def _insert(self, table: Table, row: Mapping[str, Any]) -> Row:
         """Insert; returns the whole row as stored (column defaults filled in, no re-read)."""
-        self.conn.execute(insert(table).values(**row))
+        self.conn.execute(insert(table), row)
         stored = {c.name: _default(c) for c in table.c if c.name not in _GENERATED}
         stored.update(row)
         return stored
@@ -62,9 +61,7 @@ class Repository:
         if not changed:
             return old
         values = {**changed, "modified_at": now}
-        result = self.conn.execute(
-            update(table).where(table.c.uuid == old["uuid"], table.c.state == old["state"]).values(**values)
-        )
+        result = self.conn.execute(_guarded(table), {**values, "_uuid": old["uuid"], "_state": old["state"]})
         if result.rowcount != 1:
             raise Conflict(f"{old['uuid']} was changed by someone else; try again")
         new = {**old, **values}
@@ -102,15 +99,16 @@ class Repository:
         return self._insert(tokens, row)
 
     def token_with_user(self, secret_hash: str) -> Row | None:
-        query = (
-            select(tokens, users.c.is_admin)
-            .join(users, users.c.uuid == tokens.c.user_uuid)
-            .where(tokens.c.secret_hash == secret_hash)
-        )
-        return _row(self.conn.execute(query).first())
+        return _row(self.conn.execute(_TOKEN_WITH_USER, {"secret_hash": secret_hash}).first())
+
+    def token_is_valid(self, token_uuid: str, now: datetime) -> bool:
+        """The token still exists (container tokens are deleted when their container stops) and has not expired."""
+        t = tokens.c
+        query = select(t.uuid).where(t.uuid == token_uuid, t.expires_at.is_(None) | (t.expires_at > now))
+        return self.conn.execute(query).first() is not None
 
     def delete_container_tokens(self, container_uuid: str) -> None:
-        self.conn.execute(delete(tokens).where(tokens.c.container_uuid == container_uuid))
+        self.conn.execute(_DELETE_CONTAINER_TOKENS, {"container_uuid": container_uuid})
 
     def count_admins(self) -> int:
         return self.conn.execute(select(func.count()).select_from(users).where(users.c.is_admin)).scalar_one()
@@ -136,27 +134,9 @@ class Repository:
 
     def reuse_candidate(self, key: str, tier: str) -> Row | None:
         """The preferred container of one reuse tier (SPEC §5), or None."""
-        c = containers.c
-        query = select(containers).where(c.reuse_key == key)
-        if tier == "complete":
-            log_exists = select(collections.c.uuid).where(
-                collections.c.portable_data_hash == c.log, collections.c.trash_at.is_(None)
-            )
-            output_exists = select(collections.c.uuid).where(
-                collections.c.portable_data_hash == c.output, collections.c.trash_at.is_(None)
-            )
-            query = query.where(
-                c.state == "Complete", c.exit_code == 0, log_exists.exists(), c.output.is_(None) | output_exists.exists()
-            ).order_by(c.finished_at, c.uuid)
-        elif tier == "running":
-            query = query.where(c.state == "Running", c.has_error.is_(False), c.priority > 0).order_by(
-                c.progress.desc().nulls_last(), c.started_at, c.uuid
-            )
-        elif tier in ("locked", "queued"):
-            query = query.where(c.state == tier.capitalize()).order_by(c.priority.desc(), c.created_at, c.uuid)
-        else:
+        if tier not in _REUSE_TIERS:
             raise ValueError(tier)
-        return _row(self.conn.execute(query.limit(1)).first())
+        return _row(self.conn.execute(_REUSE_TIERS[tier], {"reuse_key": key}).first())
 
     def containers_by_uuid(self, uuids: Sequence[str]) -> dict[str, Row]:
         if not uuids:
@@ -208,30 +188,17 @@ class Repository:
 
     def committed_requests_for(self, container_uuid: str) -> list[Row]:
         """Committed requests whose current container is `container_uuid`."""
-        r = container_requests.c
-        query = select(container_requests).where(r.container_uuid == container_uuid, r.state == "Committed")
-        return [dict(row._mapping) for row in self.conn.execute(query.order_by(r.created_at, r.uuid))]
+        rows = self.conn.execute(_COMMITTED_FOR, {"container_uuid": container_uuid})
+        return [dict(row._mapping) for row in rows]
 
     def committed_children_of(self, container_uuid: str) -> list[Row]:
-        r = container_requests.c
-        query = select(container_requests).where(
-            r.requesting_container_uuid == container_uuid, r.state == "Committed"
-        )
-        return [dict(row._mapping) for row in self.conn.execute(query.order_by(r.created_at, r.uuid))]
+        rows = self.conn.execute(_COMMITTED_CHILDREN, {"container_uuid": container_uuid})
+        return [dict(row._mapping) for row in rows]
 
     def link_attempt(self, request_uuid: str, container_uuid: str, attempt: int) -> None:
-        exists = self.conn.execute(
-            select(request_containers.c.attempt).where(
-                request_containers.c.request_uuid == request_uuid,
-                request_containers.c.container_uuid == container_uuid,
-            )
-        ).first()
-        if exists is None:
-            self.conn.execute(
-                insert(request_containers).values(
-                    request_uuid=request_uuid, container_uuid=container_uuid, attempt=attempt
-                )
-            )
+        link = {"request_uuid": request_uuid, "container_uuid": container_uuid}
+        if self.conn.execute(_ATTEMPT, link).first() is None:
+            self.conn.execute(insert(request_containers), {**link, "attempt": attempt})
 
     def attempts_of(self, request_uuid: str) -> list[Row]:
         """Every container the request has used, oldest attempt first."""
@@ -280,15 +247,27 @@ class Repository:
 
     def add_event(self, object_uuid: str, event_type: str, properties: Mapping[str, Any], now: datetime) -> None:
         kind = KIND_OF_TYPE.get(type_of(object_uuid) or "", "")
-        self.conn.execute(
-            insert(events).values(
-                object_uuid=object_uuid,
-                object_kind=kind,
-                event_type=event_type,
-                properties=dict(properties),
-                created_at=now,
-            )
+        self._events.append(
+            {
+                "object_uuid": object_uuid,
+                "object_kind": kind,
+                "event_type": event_type,
+                "properties": dict(properties),
+                "created_at": now,
+            }
         )
+
+    def flush_events(self) -> None:
+        """Write this transaction's events; the Store calls it as the last step before commit.
+
+        Concurrent PostgreSQL writers would otherwise commit event ids out of order, and a stream
+        reading `id > since` would skip the slower writer's events for good. Taking the lock only
+        here, after every other lock the transaction takes, cannot deadlock.
+        """
+        if self._events:
+            dialect.lock_key(self.conn, "events")
+            self.conn.execute(insert(events), self._events)
+            self._events = []
 
     def events_after(self, since: int, where: Sequence[ColumnElement[bool]], limit: int) -> list[Row]:
         query = select(events).where(events.c.id > since, *where).order_by(events.c.id).limit(limit)
@@ -312,3 +291,69 @@ def _change_properties(old: Row, new: Row, changed: Mapping[str, Any]) -> dict[s
     if "priority" in changed:
         properties["new_priority"] = new["priority"]
     return properties
+
+
+# -- prepared statements ---------------------------------------------------------------
+# The hot verbs run statements built once, with bound parameters: building and hashing a fresh
+# select for every call cost more than running it.
+
+
+@functools.cache
+def _by_uuid(table: Table, for_update: bool) -> Select[Any]:
+    query = select(table).where(table.c.uuid == bindparam("uuid"))
+    return query.with_for_update() if for_update else query
+
+
+@functools.cache
+def _guarded(table: Table) -> Update:
+    """UPDATE … SET <the columns given at execution> WHERE uuid = :_uuid AND state = :_state."""
+    return update(table).where(table.c.uuid == bindparam("_uuid"), table.c.state == bindparam("_state"))
+
+
+def _reuse_tier(tier: str) -> Select[Any]:
+    """The preferred container of one reuse tier (SPEC §5) for the key bound as `reuse_key`."""
+    c = containers.c
+    query = select(containers).where(c.reuse_key == bindparam("reuse_key"))
+    if tier == "complete":
+        log_exists = select(collections.c.uuid).where(
+            collections.c.portable_data_hash == c.log, collections.c.trash_at.is_(None)
+        )
+        output_exists = select(collections.c.uuid).where(
+            collections.c.portable_data_hash == c.output, collections.c.trash_at.is_(None)
+        )
+        query = query.where(
+            c.state == "Complete", c.exit_code == 0, log_exists.exists(), c.output.is_(None) | output_exists.exists()
+        ).order_by(c.finished_at, c.uuid)
+    elif tier == "running":
+        query = query.where(c.state == "Running", c.has_error.is_(False), c.priority > 0).order_by(
+            c.progress.desc().nulls_last(), c.started_at, c.uuid
+        )
+    else:
+        query = query.where(c.state == tier.capitalize()).order_by(c.priority.desc(), c.created_at, c.uuid)
+    return query.limit(1)
+
+
+_REUSE_TIERS = {tier: _reuse_tier(tier) for tier in ("complete", "running", "locked", "queued")}
+
+
+def _committed_requests(column: Any) -> Select[Any]:
+    r = container_requests.c
+    return (
+        select(container_requests)
+        .where(column == bindparam("container_uuid"), r.state == "Committed")
+        .order_by(r.created_at, r.uuid)
+    )
+
+
+_COMMITTED_FOR = _committed_requests(container_requests.c.container_uuid)
+_COMMITTED_CHILDREN = _committed_requests(container_requests.c.requesting_container_uuid)
+_TOKEN_WITH_USER = (
+    select(tokens, users.c.is_admin)
+    .join(users, users.c.uuid == tokens.c.user_uuid)
+    .where(tokens.c.secret_hash == bindparam("secret_hash"))
+)
+_DELETE_CONTAINER_TOKENS = delete(tokens).where(tokens.c.container_uuid == bindparam("container_uuid"))
+_ATTEMPT = select(request_containers.c.attempt).where(
+    request_containers.c.request_uuid == bindparam("request_uuid"),
+    request_containers.c.container_uuid == bindparam("container_uuid"),
+)

@@ -136,7 +136,8 @@ containers = Table(
     Column("command_digest", String(16), nullable=False, index=True),
     _ts("created_at", False),
     _ts("modified_at", False),
-    Index("ix_containers_reuse", "reuse_key", "state"),
+    # The equality and sort columns of the reuse tiers (migration 0002 says why).
+    Index("ix_containers_reuse", "reuse_key", "state", "priority"),
     Index("ix_containers_state_priority", "state", "priority"),
     Index("ix_containers_state_error", "state", "has_error"),
 )
@@ -154,8 +155,8 @@ container_requests = Table(
     Column("description", Text, nullable=False, default=""),
     Column("properties", Json, nullable=False),
     Column("state", String(16), nullable=False),
-    Column("requesting_container_uuid", String(27), nullable=True, index=True),
-    Column("container_uuid", String(27), nullable=True, index=True),
+    Column("requesting_container_uuid", String(27), nullable=True),
+    Column("container_uuid", String(27), nullable=True),
     Column("container_count", Integer, nullable=False, default=0),
     Column("container_count_max", Integer, nullable=False),
     Column("priority", Integer, nullable=False, default=0),
@@ -173,6 +174,8 @@ container_requests = Table(
     _ts("expires_at"),
     Index("ix_container_requests_owner_created", "owner_uuid", "created_at"),
     Index("ix_container_requests_state", "state"),
+    Index("ix_container_requests_container", "container_uuid", "state", "created_at"),
+    Index("ix_container_requests_requesting", "requesting_container_uuid", "state", "created_at"),
 )
 
 # Every container a request has used, in order: visibility, previous attempts, costs.

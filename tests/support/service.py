@@ -65,11 +65,13 @@ class RunningService:
         self._thread.join(timeout=10)
 
 
-def start_service(store: Store, settings: Settings | None = None, *, run_janitor: bool = False) -> RunningService:
+def start_service(
+    store: Store, settings: Settings | None = None, *, run_janitor: bool = False, event_poll_seconds: float = 0.2
+) -> RunningService:
     settings = settings or Settings(database_url=store.url)
     clock = FakeClock()
     ctx = Context(store, settings, clock)
-    app = create_app(ctx, run_janitor=run_janitor, event_poll_seconds=0.2)
+    app = create_app(ctx, run_janitor=run_janitor, event_poll_seconds=event_poll_seconds)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

@@ -23,8 +23,12 @@ KEEPALIVE_SECONDS = 15.0
 
 
 def _since(ctx: Context, since: int | None, last_event_id: str | None) -> int:
-    """Where to resume: `since`, else the SSE Last-Event-ID header, else "from now on"."""
-    if since is None and last_event_id:
+    """Where to resume: the SSE Last-Event-ID header, else `since`, else "from now on".
+
+    The header wins: a reconnecting EventSource keeps the URL (and its original `since`) and sends
+    the id of the last event it received.
+    """
+    if last_event_id:
         try:
             since = int(last_event_id)
         except ValueError:
@@ -69,6 +73,8 @@ async def _events(request: Request, ctx: Context, principal: Principal, since: i
             for event in batch:
                 since = event["id"]
                 yield f"id: {since}\nevent: {event['event_type']}\ndata: {json.dumps(event)}\n\n"
+            if not await anyio.to_thread.run_sync(events.still_authorized, ctx, principal):
+                return  # the token was revoked or expired (e.g. its container finished)
             if len(batch) == events.BATCH:
                 continue
             try:

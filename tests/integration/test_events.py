@@ -1,0 +1,346 @@
+"""The event stream (SPEC §11): ordered, prompt, resumable, filtered, confined to what the caller may see."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from tests.support.service import RunningService, request_body, start_service
+from tests.support.sse import EventStream, Received
+
+# The service under test polls for events only once a minute, so an event that arrives within
+# this many seconds was delivered because the commit woke the stream.
+PROMPT = 0.5
+
+
+@pytest.fixture
+def service(store) -> Iterator[RunningService]:
+    running = start_service(store, event_poll_seconds=60)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def open_stream(service: RunningService) -> Iterator[Callable[..., EventStream]]:
+    streams: list[EventStream] = []
+
+    def connect(token: str, **params: object) -> EventStream:
+        headers = params.pop("headers", None)
+        for name in ("filters",):
+            if name in params and not isinstance(params[name], str):
+                params[name] = json.dumps(params[name])
+        stream = EventStream(service.url + "/arvados/v1", token, params=params, headers=headers)  # type: ignore[arg-type]
+        streams.append(stream)
+        return stream
+
+    yield connect
+    for stream in streams:
+        stream.disconnect()
+
+
+def state_of(event: Received) -> tuple[str, str]:
+    return event.data["object_uuid"], event.data["properties"]["new_state"]
+
+
+def state_changes(events: list[Received]) -> list[tuple[str, str]]:
+    """(object_uuid, new_state) of the events that created an object or changed its state."""
+    return [
+        state_of(e)
+        for e in events
+        if e.data["event_type"] == "create" or e.data["properties"]["old_state"] != e.data["properties"]["new_state"]
+    ]
+
+
+def is_state(uuid: str, state: str) -> Callable[[Received], bool]:
+    return lambda event: state_of(event) == (uuid, state)
+
+
+def commit(client: httpx.Client, **overrides: object) -> dict:
+    response = client.post("/container_requests", json=request_body(**overrides))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def ok(response: httpx.Response) -> dict:
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def run_to_completion(admin: httpx.Client, container_uuid: str) -> None:
+    ok(admin.post(f"/containers/{container_uuid}/lock"))
+    ok(admin.put(f"/containers/{container_uuid}", json={"state": "Running"}))
+    ok(admin.put(f"/containers/{container_uuid}", json={"state": "Complete", "exit_code": 0}))
+
+
+def test_state_changes_arrive_in_order_and_promptly(service, open_stream):
+    token = service.token("alice")
+    alice, admin = service.client(token), service.admin()
+    stream = open_stream(token)
+    seen: list[Received] = []
+
+    def step(action: Callable[[], object], until: Callable[[], Callable[[Received], bool]]) -> None:
+        started = time.monotonic()
+        action()
+        events = stream.until(until(), timeout=5)
+        assert events[-1].at - started < PROMPT, f"event took {events[-1].at - started:.2f} s"
+        seen.extend(events)
+
+    uuids: dict[str, str] = {}
+    step(lambda: uuids.update(commit(alice)), lambda: is_state(uuids["container_uuid"], "Queued"))
+    cr, c = uuids["uuid"], uuids["container_uuid"]
+    step(lambda: ok(admin.post(f"/containers/{c}/lock")), lambda: is_state(c, "Locked"))
+    step(lambda: ok(admin.put(f"/containers/{c}", json={"state": "Running"})), lambda: is_state(c, "Running"))
+    step(lambda: ok(admin.put(f"/containers/{c}", json={"state": "Complete", "exit_code": 0})),
+         lambda: is_state(cr, "Final"))
+
+    assert state_changes(seen) == [
+        (cr, "Committed"),
+        (c, "Queued"),
+        (c, "Locked"),
+        (c, "Running"),
+        (c, "Complete"),
+        (cr, "Final"),
+    ]
+    ids = [e.id for e in seen]
+    assert ids == sorted(set(ids)), "event ids must be unique and increasing"
+    for event in seen:
+        assert event.data["id"] == event.id
+        assert event.event == event.data["event_type"]
+    kinds = {e.data["object_uuid"]: e.data["object_kind"] for e in seen}
+    assert kinds == {cr: "arvados#containerRequest", c: "arvados#container"}
+
+
+def test_without_since_the_stream_starts_from_now(service, open_stream):
+    token = service.token("alice")
+    alice, admin = service.client(token), service.admin()
+    before = commit(alice, command=["echo", "before"])
+    stream = open_stream(token)
+    after = commit(alice, command=["echo", "after"])
+    ok(admin.post(f"/containers/{before['container_uuid']}/lock"))
+
+    events = stream.until(is_state(before["container_uuid"], "Locked"))
+    assert state_changes(events) == [
+        (after["uuid"], "Committed"),
+        (after["container_uuid"], "Queued"),
+        (before["container_uuid"], "Locked"),
+    ]
+
+
+@pytest.mark.parametrize("resume_with", ["since", "Last-Event-ID"])
+def test_reconnecting_replays_exactly_what_was_missed(service, open_stream, resume_with):
+    token = service.token("alice")
+    alice, admin = service.client(token), service.admin()
+    stream = open_stream(token)
+    request = commit(alice)
+    cr, c = request["uuid"], request["container_uuid"]
+    newest = ok(alice.get("/events/batch", params={"since": 0}))["last_id"]
+    last_seen = stream.until(lambda e: e.id == newest)[-1].id
+    stream.disconnect()
+
+    run_to_completion(admin, c)  # missed while disconnected
+    missed = ok(alice.get("/events/batch", params={"since": last_seen}))["items"]
+
+    if resume_with == "since":
+        resumed = open_stream(token, since=last_seen)
+    else:
+        resumed = open_stream(token, headers={"Last-Event-ID": str(last_seen)})
+    replayed = resumed.until(is_state(cr, "Final"))
+    assert [e.data for e in replayed] == missed
+    assert replayed[0].id > last_seen
+    assert state_changes(replayed) == [(c, "Locked"), (c, "Running"), (c, "Complete"), (cr, "Final")]
+
+    # Nothing else was pending: the next event is a new, live one.
+    later = commit(alice, command=["echo", "later"])
+    assert state_of(resumed.next()) == (later["uuid"], "Committed")
+
+
+def test_last_event_id_wins_over_the_since_of_the_original_url(service, open_stream):
+    """A browser's EventSource reconnects to the same URL (same `since`) adding Last-Event-ID."""
+    token = service.token("alice")
+    alice = service.client(token)
+    commit(alice, command=["echo", "1"])
+    mark = ok(alice.get("/events/batch"))["last_id"]
+    second = commit(alice, command=["echo", "2"])
+
+    stream = open_stream(token, since=0, headers={"Last-Event-ID": str(mark)})
+    first_replayed = stream.next()
+    assert first_replayed.id > mark
+    assert state_of(first_replayed) == (second["uuid"], "Committed")
+
+
+def test_filters_limit_the_stream(service, open_stream):
+    token = service.token("alice")
+    alice, admin = service.client(token), service.admin()
+    wanted = commit(alice, command=["echo", "wanted"])
+    other = commit(alice, command=["echo", "other"])
+    uuids = [wanted["uuid"], wanted["container_uuid"]]
+    stream = open_stream(token, since=0, filters=[["object_uuid", "in", uuids]])
+
+    ok(admin.post(f"/containers/{other['container_uuid']}/lock"))
+    ok(admin.post(f"/containers/{wanted['container_uuid']}/lock"))
+    events = stream.until(is_state(wanted["container_uuid"], "Locked"))
+
+    assert {e.data["object_uuid"] for e in events} == set(uuids)
+    assert state_changes(events) == [
+        (wanted["uuid"], "Committed"),
+        (wanted["container_uuid"], "Queued"),
+        (wanted["container_uuid"], "Locked"),
+    ]
+    batch = ok(alice.get("/events/batch", params={"filters": json.dumps([["object_uuid", "in", uuids]])}))
+    assert [e.data for e in events] == batch["items"]
+
+
+def test_filters_on_kind(service, open_stream):
+    token = service.token("alice")
+    alice = service.client(token)
+    stream = open_stream(token, filters=[["object_kind", "=", "arvados#container"]])
+    first = commit(alice, command=["echo", "1"])
+    second = commit(alice, command=["echo", "2"])
+    events = stream.until(is_state(second["container_uuid"], "Queued"))
+    assert {e.data["object_kind"] for e in events} == {"arvados#container"}
+    assert state_changes(events) == [(first["container_uuid"], "Queued"), (second["container_uuid"], "Queued")]
+
+
+def test_filters_on_a_property(service, open_stream):
+    """E.g. a runner waiting only for its requests to become Final."""
+    token = service.token("alice")
+    alice, admin = service.client(token), service.admin()
+    stream = open_stream(token, filters=[["properties.new_state", "=", "Final"]])
+    first = commit(alice, command=["echo", "1"])
+    second = commit(alice, command=["echo", "2"])
+    run_to_completion(admin, second["container_uuid"])
+    ok(alice.put(f"/container_requests/{first['uuid']}", json={"priority": 0}))
+    events = stream.until(is_state(first["uuid"], "Final"))
+    assert [state_of(e) for e in events] == [(second["uuid"], "Final"), (first["uuid"], "Final")]
+
+
+def test_users_do_not_see_each_others_events(service, open_stream):
+    alice_token, bob_token = service.token("alice"), service.token("bob")
+    alice, bob = service.client(alice_token), service.client(bob_token)
+    alice_stream = open_stream(alice_token, since=0)
+    bob_stream = open_stream(bob_token, since=0)
+    admin_stream = open_stream(service.admin_token, since=0)
+
+    bobs = commit(bob, command=["echo", "bob"])
+    alices = commit(alice, command=["echo", "alice"])
+
+    alice_saw = alice_stream.until(is_state(alices["container_uuid"], "Queued"))
+    assert {e.data["object_uuid"] for e in alice_saw} == {alices["uuid"], alices["container_uuid"]}
+    bob_sentinel = commit(bob, command=["echo", "bob again"])
+    bob_saw = bob_stream.until(is_state(bob_sentinel["container_uuid"], "Queued"))
+    assert {e.data["object_uuid"] for e in bob_saw} == {
+        bobs["uuid"], bobs["container_uuid"], bob_sentinel["uuid"], bob_sentinel["container_uuid"]
+    }
+    admin_saw = admin_stream.until(is_state(bob_sentinel["container_uuid"], "Queued"))
+    assert {alices["uuid"], bobs["uuid"]} <= {e.data["object_uuid"] for e in admin_saw}
+
+    alice_batch = ok(alice.get("/events/batch"))["items"]
+    assert {e["object_uuid"] for e in alice_batch} == {alices["uuid"], alices["container_uuid"]}
+
+
+def test_a_container_tokens_stream_ends_with_its_container(service, open_stream):
+    token = service.token("alice")
+    alice, admin = service.client(token), service.admin()
+    request = commit(alice)
+    c = request["container_uuid"]
+    auth = ok(admin.post(f"/containers/{c}/lock"))["auth"]
+    ok(admin.put(f"/containers/{c}", json={"state": "Running"}))
+    stream = open_stream(auth)
+
+    ok(admin.put(f"/containers/{c}", json={"state": "Complete", "exit_code": 0}))
+    assert (c, "Complete") in [state_of(e) for e in stream.until(is_state(c, "Complete"))]
+    assert stream.closed_by_server(), "the stream outlived the container token"
+    with httpx.Client(base_url=service.url + "/arvados/v1", timeout=5) as client:
+        assert client.get("/events", headers={"Authorization": f"Bearer {auth}"}).status_code == 401
+
+
+def test_batch_returns_the_same_events_as_the_stream(service, open_stream):
+    token = service.token("alice")
+    alice, admin = service.client(token), service.admin()
+    request = commit(alice)
+    run_to_completion(admin, request["container_uuid"])
+
+    stream = open_stream(token, since=0)
+    streamed = stream.until(is_state(request["uuid"], "Final"))
+    batch = ok(alice.get("/events/batch", params={"since": 0}))
+    assert batch["items"] == [e.data for e in streamed]
+    assert batch["last_id"] == streamed[-1].id
+
+    halfway = streamed[2].id
+    tail = ok(alice.get("/events/batch", params={"since": halfway}))
+    assert tail["items"] == [e.data for e in streamed[3:]]
+    empty = ok(alice.get("/events/batch", params={"since": batch["last_id"]}))
+    assert empty == {"items": [], "last_id": batch["last_id"]}
+
+
+BAD_FILTERS = [
+    "not json",
+    '{"object_uuid": "x"}',
+    '[["no_such_column", "=", "x"]]',
+    '[["object_uuid", "~", "x"]]',
+    '[["object_uuid", "="]]',
+    '[["id", "=", "seven"]]',
+    '[["object_uuid", "in", "not a list"]]',
+]
+
+
+@pytest.mark.parametrize("endpoint", ["/events", "/events/batch"])
+@pytest.mark.parametrize("filters", BAD_FILTERS)
+def test_bad_filters_are_refused_before_streaming(service, endpoint, filters):
+    client = httpx.Client(base_url=service.url + "/arvados/v1", timeout=5,
+                          headers={"Authorization": f"Bearer {service.token('alice')}"})
+    with client:
+        response = client.get(endpoint, params={"filters": filters})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    errors = response.json()["errors"]
+    assert errors and all(isinstance(e, str) and e for e in errors)
+
+
+@pytest.mark.parametrize(
+    ("params", "headers"),
+    [({"since": "-1"}, {}), ({"since": "abc"}, {}), ({}, {"Last-Event-ID": "abc"})],
+    ids=["negative-since", "text-since", "text-last-event-id"],
+)
+def test_bad_resume_points_are_refused(service, params, headers):
+    client = httpx.Client(base_url=service.url + "/arvados/v1", timeout=5,
+                          headers={"Authorization": f"Bearer {service.token('alice')}", **headers})
+    with client:
+        response = client.get("/events", params=params)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"]
+
+
+def test_stream_needs_a_token(service):
+    with httpx.Client(base_url=service.url + "/arvados/v1", timeout=5) as client:
+        response = client.get("/events")
+        assert response.status_code == 401
+        assert response.json()["errors"]
+        response = client.get("/events", headers={"Authorization": "Bearer not-a-token"})
+        assert response.status_code == 401
+
+
+def test_an_event_committed_after_a_newer_one_is_not_skipped(service, open_stream, store):
+    """Concurrent writers may commit out of order; the stream must not jump past the slower one."""
+    if store.dialect == "sqlite":
+        pytest.skip("SQLite has a single writer, so events always commit in id order")
+    token = service.token("alice")
+    alice, admin = service.client(token), service.admin()
+    slow = commit(alice, command=["echo", "slow"])
+    fast = commit(alice, command=["echo", "fast"])
+    stream = open_stream(token)
+
+    with store.write() as tx:  # a slow transaction that records its event first…
+        tx.add_event(slow["uuid"], "update", {"old_state": "Committed", "new_state": "Committed"}, service.clock())
+        with ThreadPoolExecutor(1) as pool:  # …while a quick one commits meanwhile
+            pool.submit(lambda: ok(admin.post(f"/containers/{fast['container_uuid']}/lock"))).result(10)
+        stream.until(is_state(fast["container_uuid"], "Locked"))
+
+    sentinel = commit(alice, command=["echo", "sentinel"])
+    late = stream.until(is_state(sentinel["uuid"], "Committed"))
+    assert slow["uuid"] in [e.data["object_uuid"] for e in late], "the slow transaction's event was skipped"

@@ -97,7 +97,7 @@ def _container(work: dict[str, Any], state: str, when: datetime, rng: random.Ran
         "auth": None,
         "started_at": started,
         "finished_at": finished,
-        "heartbeat_at": started,
+        "heartbeat_at": datetime.now(timezone.utc) if state == "Running" else started,
         "cost": 0.0,
         "subrequests_cost": 0.0,
         "created_at": when,

@@ -34,9 +34,10 @@ def _crunchctl() -> list[str]:
 class CrunchServer:
     """One `crunchctl server` process with its own data directory; SQLite unless `database` is given."""
 
-    def __init__(self, data_dir: Path, database: str | None = None) -> None:
+    def __init__(self, data_dir: Path, database: str | None = None, options: tuple[str, ...] = ()) -> None:
         self.data_dir = data_dir
         self.database = database
+        self.options = options
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -45,6 +46,7 @@ class CrunchServer:
         command = [*_crunchctl(), "server", "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}"]
         if self.database:
             command += ["--database", self.database]
+        command += self.options
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = (self.data_dir / "server.log").open("wb")
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -113,11 +115,11 @@ class Databases:
 
 
 @contextmanager
-def server_for(databases: Databases, dialect: str) -> Iterator[CrunchServer]:
-    """A fresh server over a fresh database of `dialect`."""
+def server_for(databases: Databases, dialect: str, *options: str) -> Iterator[CrunchServer]:
+    """A fresh server over a fresh database of `dialect`, with more `crunchctl server` options."""
     data_dir = Path(tempfile.mkdtemp(prefix=f"crunch-bench-{dialect}-", dir=databases.workdir))
     database = databases.new_postgres_database() if dialect == "postgresql" else None
-    server = CrunchServer(data_dir, database).start()
+    server = CrunchServer(data_dir, database, options).start()
     try:
         yield server
     finally:

@@ -106,6 +106,13 @@ def _authorize_update(principal: Principal, container: Row, old: ContainerState,
             raise Invalid(f"a container token may only update its container while Running, not {old.value}")
     elif not principal.is_admin:
         raise Forbidden("only admin (dispatcher) tokens may update containers")
+    elif (
+        old in (ContainerState.LOCKED, ContainerState.RUNNING)
+        and new != ContainerState.CANCELLED
+        and container["locked_by_uuid"] != principal.token_uuid
+    ):
+        # One dispatcher (and its crunch-run) drives a container; anyone else may only cancel it.
+        raise Forbidden(f"container {container['uuid']} is locked by another token; only cancelling is allowed")
 
 
 def _apply(tx: Repository, ctx: Context, container: Row, new: ContainerState, patch: Mapping[str, Any]) -> Row:

@@ -39,16 +39,21 @@ class Janitor:
 
     def _dispatchers(self, now: datetime, report: JanitorReport) -> None:
         """A dispatcher silent for too long is dead: its Locked containers go back to the queue."""
+        silent_since = now - self.ctx.settings.dispatcher_timeout
         with self.ctx.store.read() as tx:
-            dead = tx.silent_dispatchers(now - self.ctx.settings.dispatcher_timeout)
+            dead = tx.silent_dispatchers(silent_since)
         for dispatcher in dead:
+            unlocked = self.ctx.store.transact(lambda tx: self._bury(tx, dispatcher["uuid"], silent_since, now))
+            if unlocked is None:
+                continue  # it pinged after we looked
             report.dead_dispatchers += 1
-            report.unlocked += self.ctx.store.transact(lambda tx: self._bury(tx, dispatcher["uuid"], now))
+            report.unlocked += unlocked
             log.warning("dispatcher silent, unlocked its containers",
                         extra={"action": "dispatcher_dead", "uuid": dispatcher["uuid"]})
 
-    def _bury(self, tx: Repository, dispatcher_uuid: str, now: datetime) -> int:
-        tx.update_dispatcher(dispatcher_uuid, {"alive": False})
+    def _bury(self, tx: Repository, dispatcher_uuid: str, silent_since: datetime, now: datetime) -> int | None:
+        if not tx.mark_dispatcher_dead(dispatcher_uuid, silent_since):
+            return None
         unlocked = 0
         for container in tx.locked_containers_of(dispatcher_uuid):
             # Not the container's fault: the attempt does not count towards max_dispatch_attempts.

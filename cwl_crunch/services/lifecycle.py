@@ -40,11 +40,7 @@ _MAX_DEPTH = 32
 
 def find_reusable(tx: Repository, key: str) -> Row | None:
     """The preferred existing container for a reuse key, first matching tier wins."""
-    for tier in TIERS:
-        found = tx.reuse_candidate(key, tier)
-        if found is not None:
-            return found
-    return None
+    return tx.first_reuse_candidate(key, TIERS)
 
 
 def resolve_container(
@@ -104,18 +100,6 @@ def attach(tx: Repository, ctx: Context, request: Row, container: Row, now: date
     return tx.get_request(request["uuid"]) or request
 
 
-def _rank(tx: Repository, request: Row) -> int:
-    if request["held"] or request["priority"] <= 0:
-        return 0
-    parent_uuid = request["requesting_container_uuid"]
-    if parent_uuid is None:
-        return request_rank(request["priority"], request["created_at"])
-    parent = tx.get_container(parent_uuid)
-    if parent is None or parent["state"] not in ("Locked", "Running"):
-        return 0
-    return parent["priority"]
-
-
 def refresh_container(tx: Repository, ctx: Context, container_uuid: str, now: datetime, depth: int = 0) -> None:
     """Recompute a live container's priority from the requests that want it.
 
@@ -125,10 +109,12 @@ def refresh_container(tx: Repository, ctx: Context, container_uuid: str, now: da
     container = tx.get_container(container_uuid, for_update=True)
     if container is None or container["state"] in ("Complete", "Cancelled"):
         return
-    requests = tx.committed_requests_for(container_uuid)
-    priority = container_priority(_rank(tx, r) for r in requests)
-    wanted = any(r["priority"] > 0 for r in requests)
-    if not wanted and container["state"] in ("Queued", "Locked"):
+    demand = tx.demand_for(container_uuid)
+    ranks = [demand["child_priority"] or 0]  # a child request inherits its parent's priority
+    if demand["top_priority"]:
+        ranks.append(request_rank(demand["top_priority"], demand["top_created_at"]))
+    priority = container_priority(ranks)
+    if not demand["wanted"] and container["state"] in ("Queued", "Locked"):
         cancelled = tx.update_container(
             container,
             {**final_changes(now), "state": "Cancelled", "priority": 0, "runtime_status": {"cause": "user"}},

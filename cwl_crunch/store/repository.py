@@ -7,7 +7,21 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Table, Update, bindparam, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.engine import Connection
 
 from ..domain.errors import Conflict
@@ -138,6 +152,10 @@ class Repository:
             raise ValueError(tier)
         return _row(self.conn.execute(_REUSE_TIERS[tier], {"reuse_key": key}).first())
 
+    def first_reuse_candidate(self, key: str, tiers: Sequence[str]) -> Row | None:
+        """The candidate of the first tier in `tiers` that has one: every tier in one round trip."""
+        return _row(self.conn.execute(_first_of_tiers(tuple(tiers)), {"reuse_key": key}).first())
+
     def containers_by_uuid(self, uuids: Sequence[str]) -> dict[str, Row]:
         if not uuids:
             return {}
@@ -191,6 +209,17 @@ class Repository:
         rows = self.conn.execute(_COMMITTED_FOR, {"container_uuid": container_uuid})
         return [dict(row._mapping) for row in rows]
 
+    def demand_for(self, container_uuid: str) -> Row:
+        """What the Committed requests of a container ask for, summed up in the database.
+
+        `wanted`: some request has priority > 0 (held ones included); `top_priority` and
+        `top_created_at`: the top-level, unheld request that ranks first (highest priority,
+        then oldest); `child_priority`: the highest priority among the Locked or Running
+        containers whose unheld child requests want it. One query however many requests share
+        the container (reading them all made each commit of popular work slower than the last).
+        """
+        return dict(self.conn.execute(_DEMAND, {"container_uuid": container_uuid}).one()._mapping)
+
     def committed_children_of(self, container_uuid: str) -> list[Row]:
         rows = self.conn.execute(_COMMITTED_CHILDREN, {"container_uuid": container_uuid})
         return [dict(row._mapping) for row in rows]
@@ -237,6 +266,16 @@ class Repository:
 
     def update_dispatcher(self, uuid: str, changes: Mapping[str, Any]) -> None:
         self.conn.execute(update(dispatchers).where(dispatchers.c.uuid == uuid).values(**changes))
+
+    def mark_dispatcher_dead(self, uuid: str, silent_since: datetime) -> bool:
+        """Declare a dispatcher dead if it is still silent (a ping that just arrived wins)."""
+        d = dispatchers.c
+        result = self.conn.execute(
+            update(dispatchers)
+            .where(d.uuid == uuid, d.alive.is_(True), d.last_ping_at < silent_since)
+            .values(alive=False)
+        )
+        return result.rowcount == 1
 
     def silent_dispatchers(self, before: datetime) -> list[Row]:
         d = dispatchers.c
@@ -336,6 +375,17 @@ def _reuse_tier(tier: str) -> Select[Any]:
 _REUSE_TIERS = {tier: _reuse_tier(tier) for tier in ("complete", "running", "locked", "queued")}
 
 
+@functools.cache
+def _first_of_tiers(tiers: tuple[str, ...]) -> Select[Any]:
+    """Each tier's candidate tagged with the tier's rank, the best rank first."""
+    ranked = [
+        select(_REUSE_TIERS[tier].add_columns(literal(rank).label("tier_rank")).subquery())
+        for rank, tier in enumerate(tiers)
+    ]
+    candidates = union_all(*ranked).subquery()
+    return select(*[candidates.c[c.name] for c in containers.c]).order_by(candidates.c.tier_rank).limit(1)
+
+
 def _committed_requests(column: Any) -> Select[Any]:
     r = container_requests.c
     return (
@@ -357,3 +407,25 @@ _ATTEMPT = select(request_containers.c.attempt).where(
     request_containers.c.request_uuid == bindparam("request_uuid"),
     request_containers.c.container_uuid == bindparam("container_uuid"),
 )
+
+
+def _demand() -> Select[Any]:
+    r = container_requests.c
+    parent = containers.alias("parent")
+    live = (r.container_uuid == bindparam("container_uuid")) & (r.state == "Committed") & (r.priority > 0)
+    top = select(r.priority, r.created_at).where(live, r.held.is_(False), r.requesting_container_uuid.is_(None))
+    top = top.order_by(r.priority.desc(), r.created_at).limit(1)
+    child = (
+        select(func.max(parent.c.priority))
+        .select_from(container_requests.join(parent, parent.c.uuid == r.requesting_container_uuid))
+        .where(live, r.held.is_(False), (parent.c.state == "Locked") | (parent.c.state == "Running"))
+    )
+    return select(
+        exists().where(live).label("wanted"),
+        top.with_only_columns(r.priority).scalar_subquery().label("top_priority"),
+        top.with_only_columns(r.created_at).scalar_subquery().label("top_created_at"),
+        child.scalar_subquery().label("child_priority"),
+    )
+
+
+_DEMAND = _demand()

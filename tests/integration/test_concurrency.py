@@ -282,8 +282,8 @@ def test_lock_of_a_held_container_is_refused_until_released(service):
     uuid = request["container_uuid"]
     assert alice.post(f"/container_requests/{request['uuid']}/hold").status_code == 200
     admin = service.admin()
-    assert (admin.get(f"/containers/{uuid}").json()["state"], admin.get(f"/containers/{uuid}").json()["priority"]) == (
-        "Queued", 0)
+    held = admin.get(f"/containers/{uuid}").json()
+    assert (held["state"], held["priority"]) == ("Queued", 0)
 
     refused = admin.post(f"/containers/{uuid}/lock")
     assert refused.status_code == 422

@@ -31,7 +31,8 @@ def _status_of(error: errors.CrunchError) -> int:
 
 def _describe(problem: dict) -> str:
     where = ".".join(str(p) for p in problem.get("loc", ()) if p not in ("body", "query", "path"))
-    return f"{where}: {problem.get('msg', 'invalid')}" if where else str(problem.get("msg", "invalid"))
+    message = str(problem.get("msg", "invalid")).removeprefix("Value error, ")  # our validators' own text
+    return f"{where}: {message}" if where and not message.startswith("body") else message
 
 
 def install(app: FastAPI) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import create_engine
+from sqlalchemy.pool import StaticPool
 from sqlalchemy.engine import make_url
 
 from ..domain.errors import Conflict
@@ -36,7 +37,10 @@ class Store:
     def __init__(self, url: str) -> None:
         self.url = normalise_url(url)
         kwargs: dict[str, object] = {"pool_pre_ping": False}
-        if self.url.startswith("sqlite"):
+        if self.url.startswith("sqlite") and make_url(self.url).database in (None, "", ":memory:"):
+            # One shared connection: for single-threaded tools and experiments, not for a server.
+            kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+        elif self.url.startswith("sqlite"):
             kwargs.update(pool_size=8, max_overflow=56)
         else:
             kwargs.update(pool_size=16, max_overflow=32)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support.processes import ServerProcess
 from tests.support.service import request_body
 
 PDH = hashlib.sha256(b"").hexdigest() + "+0"
@@ -408,52 +407,10 @@ def test_secrets_never_appear_in_responses(service):
 # -- crunchctl as a real process ----------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _crunchctl(*args: str) -> list[str]:
     script = Path(sys.executable).with_name("crunchctl")
     prefix = [str(script)] if script.exists() else [sys.executable, "-m", "cwl_crunch.cli.main"]
     return [*prefix, *args]
-
-
-class ServerProcess:
-    def __init__(self, data_dir: Path, database_url: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}/arvados/v1"
-        args = ["server", "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{self.port}"]
-        if not database_url.startswith("sqlite"):
-            args += ["--database", database_url]  # SQLite is the default: a file in the data dir
-        self.process = subprocess.Popen(_crunchctl(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(f"crunchctl server exited: {self.process.communicate()[1]}")
-            try:
-                if httpx.get(self.url + "/config", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError("crunchctl server did not start within 60 s")
-            time.sleep(0.1)
-
-    def client(self, token: str) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        self.process.communicate()
 
 
 @pytest.fixture
@@ -463,7 +420,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def server_process(data_dir: Path, database_url: str) -> Iterator[ServerProcess]:
-    server = ServerProcess(data_dir, database_url)
+    server = ServerProcess(None if database_url.startswith("sqlite") else database_url, data_dir)
     yield server
     server.stop()
 
@@ -476,12 +433,12 @@ def test_crunchctl_server_writes_a_private_working_admin_token(server_process, d
         me = ok(admin.get("/users/current"))
         assert me["is_admin"] is True
         assert ok(admin.post("/dispatchers", json={"name": "d"}))["uuid"]
-    with httpx.Client(base_url=server_process.url, timeout=5) as anonymous:
+    with httpx.Client(base_url=server_process.api_url, timeout=5) as anonymous:
         refused(anonymous.get("/users/current"), 401)
 
     # A restart keeps the same token (it is only written on first start).
     server_process.stop()
-    again = ServerProcess(data_dir, database_url)
+    again = ServerProcess(None if database_url.startswith("sqlite") else database_url, data_dir)
     try:
         assert token_file.read_text().strip() == token
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600

@@ -49,14 +49,18 @@ def _free_port() -> int:
 class ServerProcess:
     """`crunchctl server` in its own process over an existing database (a second API server)."""
 
-    def __init__(self, database_url: str, data_dir: Path) -> None:
+    def __init__(self, database_url: str | None, data_dir: Path) -> None:
+        """`database_url` None: the default, a SQLite file in `data_dir`."""
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir / "server.log"
+        self.api_url = self.url + "/arvados/v1"
+        self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
         command = [
             sys.executable, "-m", "cwl_crunch.cli.main", "server",
-            "--data-dir", str(data_dir), "--database", database_url, "--listen", f"127.0.0.1:{self.port}",
+            "--data-dir", str(data_dir), "--listen", f"127.0.0.1:{self.port}",
         ]
+        if database_url is not None:
+            command += ["--database", database_url]
         data_dir.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
@@ -76,6 +80,9 @@ class ServerProcess:
         self.stop()
         raise RuntimeError(f"the second server did not start:\n{self.log_path.read_text(errors='replace')[-2000:]}")
 
+    def client(self, token: str) -> httpx.Client:
+        return httpx.Client(base_url=self.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -84,4 +91,5 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()

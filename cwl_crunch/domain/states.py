@@ -26,7 +26,6 @@ class RequestState(str, enum.Enum):
 
 
 FINAL_CONTAINER_STATES = frozenset({ContainerState.COMPLETE, ContainerState.CANCELLED})
-LIVE_CONTAINER_STATES = frozenset({ContainerState.QUEUED, ContainerState.LOCKED, ContainerState.RUNNING})
 
 # `None` stands for "the object does not exist yet".
 CONTAINER_TRANSITIONS: dict[ContainerState | None, frozenset[ContainerState]] = {

@@ -32,8 +32,9 @@ DEFINITION = (
     "runtime_constraints",
     "scheduling_parameters",
 )
-_EMPTY = {"environment": {}, "output_glob": [], "container_image": "", "mounts": {}, "secret_mounts": {},
-          "runtime_constraints": {}, "scheduling_parameters": {}}
+# What an unset definition field means.
+EMPTY_DEFINITION = {"environment": {}, "output_glob": [], "container_image": "", "mounts": {}, "secret_mounts": {},
+                    "runtime_constraints": {}, "scheduling_parameters": {}}
 # Bound the recursion through nested workflows.
 _MAX_DEPTH = 32
 
@@ -58,7 +59,7 @@ def resolve_container(
     if not_before is not None:
         scheduling["not_before"] = not_before.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     row: dict[str, Any] = {name: request.get(name) for name in DEFINITION}
-    row.update({name: empty for name, empty in _EMPTY.items() if row[name] is None})
+    row.update({name: empty for name, empty in EMPTY_DEFINITION.items() if row[name] is None})
     row.update(
         uuid=new_uuid(ctx.settings.cluster_id, CONTAINER),
         state="Queued",

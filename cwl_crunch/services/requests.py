@@ -28,16 +28,10 @@ from .listing import ListParams, list_rows
 from .records import format_time, request_view
 
 _EMPTY_DEFAULTS: dict[str, Any] = {
+    **lifecycle.EMPTY_DEFINITION,
     "name": "",
     "description": "",
     "properties": {},
-    "environment": {},
-    "output_glob": [],
-    "container_image": "",
-    "mounts": {},
-    "secret_mounts": {},
-    "runtime_constraints": {},
-    "scheduling_parameters": {},
     "output_properties": {},
     "use_existing": True,
 }

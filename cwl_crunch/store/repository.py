@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Select,
     Table,
-    Update,
-    bindparam,
     delete,
-    exists,
     func,
     insert,
-    literal,
     select,
-    union_all,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -27,6 +20,7 @@ from sqlalchemy.engine import Connection
 from ..domain.errors import Conflict
 from ..domain.uuids import KIND_OF_TYPE, type_of
 from . import dialect
+from . import statements as sql
 from .schema import (
     collections,
     container_requests,
@@ -60,7 +54,7 @@ class Repository:
     # -- generic -------------------------------------------------------------------------
 
     def _get(self, table: Table, uuid: str, for_update: bool = False) -> Row | None:
-        return _row(self.conn.execute(_by_uuid(table, for_update), {"uuid": uuid}).first())
+        return _row(self.conn.execute(sql.by_uuid(table, for_update), {"uuid": uuid}).first())
 
     def _insert(self, table: Table, row: Mapping[str, Any]) -> Row:
         """Insert; returns the whole row as stored (column defaults filled in, no re-read)."""
@@ -75,7 +69,7 @@ class Repository:
         if not changed:
             return old
         values = {**changed, "modified_at": now}
-        result = self.conn.execute(_guarded(table), {**values, "_uuid": old["uuid"], "_state": old["state"]})
+        result = self.conn.execute(sql.guarded(table), {**values, "_uuid": old["uuid"], "_state": old["state"]})
         if result.rowcount != 1:
             raise Conflict(f"{old['uuid']} was changed by someone else; try again")
         new = {**old, **values}
@@ -113,7 +107,7 @@ class Repository:
         return self._insert(tokens, row)
 
     def token_with_user(self, secret_hash: str) -> Row | None:
-        return _row(self.conn.execute(_TOKEN_WITH_USER, {"secret_hash": secret_hash}).first())
+        return _row(self.conn.execute(sql.TOKEN_WITH_USER, {"secret_hash": secret_hash}).first())
 
     def token_is_valid(self, token_uuid: str, now: datetime) -> bool:
         """The token still exists (container tokens are deleted when their container stops) and has not expired."""
@@ -122,10 +116,7 @@ class Repository:
         return self.conn.execute(query).first() is not None
 
     def delete_container_tokens(self, container_uuid: str) -> None:
-        self.conn.execute(_DELETE_CONTAINER_TOKENS, {"container_uuid": container_uuid})
-
-    def count_admins(self) -> int:
-        return self.conn.execute(select(func.count()).select_from(users).where(users.c.is_admin)).scalar_one()
+        self.conn.execute(sql.DELETE_CONTAINER_TOKENS, {"container_uuid": container_uuid})
 
     # -- containers ----------------------------------------------------------------------
 
@@ -146,34 +137,15 @@ class Repository:
         """Record a heartbeat; deliberately no event (they come every few seconds)."""
         self.conn.execute(update(containers).where(containers.c.uuid == uuid).values(heartbeat_at=now))
 
-    def reuse_candidate(self, key: str, tier: str) -> Row | None:
-        """The preferred container of one reuse tier (SPEC §5), or None."""
-        if tier not in _REUSE_TIERS:
-            raise ValueError(tier)
-        return _row(self.conn.execute(_REUSE_TIERS[tier], {"reuse_key": key}).first())
-
     def first_reuse_candidate(self, key: str, tiers: Sequence[str]) -> Row | None:
         """The candidate of the first tier in `tiers` that has one: every tier in one round trip."""
-        return _row(self.conn.execute(_first_of_tiers(tuple(tiers)), {"reuse_key": key}).first())
+        return _row(self.conn.execute(sql.first_of_tiers(tuple(tiers)), {"reuse_key": key}).first())
 
     def containers_by_uuid(self, uuids: Sequence[str]) -> dict[str, Row]:
         if not uuids:
             return {}
         query = select(containers).where(containers.c.uuid.in_(set(uuids)))
         return {r.uuid: dict(r._mapping) for r in self.conn.execute(query)}
-
-    def containers_with_command(self, command_digest: str, limit: int) -> list[Row]:
-        query = (
-            select(containers)
-            .where(containers.c.command_digest == command_digest)
-            .order_by(containers.c.created_at.desc())
-            .limit(limit)
-        )
-        return [dict(r._mapping) for r in self.conn.execute(query)]
-
-    def newest_containers(self, limit: int) -> list[Row]:
-        query = select(containers).order_by(containers.c.created_at.desc()).limit(limit)
-        return [dict(r._mapping) for r in self.conn.execute(query)]
 
     def locked_containers_of(self, dispatcher_uuid: str) -> list[Row]:
         c = containers.c
@@ -206,7 +178,7 @@ class Repository:
 
     def committed_requests_for(self, container_uuid: str) -> list[Row]:
         """Committed requests whose current container is `container_uuid`."""
-        rows = self.conn.execute(_COMMITTED_FOR, {"container_uuid": container_uuid})
+        rows = self.conn.execute(sql.COMMITTED_FOR, {"container_uuid": container_uuid})
         return [dict(row._mapping) for row in rows]
 
     def demand_for(self, container_uuid: str) -> Row:
@@ -218,15 +190,15 @@ class Repository:
         containers whose unheld child requests want it. One query however many requests share
         the container (reading them all made each commit of popular work slower than the last).
         """
-        return dict(self.conn.execute(_DEMAND, {"container_uuid": container_uuid}).one()._mapping)
+        return dict(self.conn.execute(sql.DEMAND, {"container_uuid": container_uuid}).one()._mapping)
 
     def committed_children_of(self, container_uuid: str) -> list[Row]:
-        rows = self.conn.execute(_COMMITTED_CHILDREN, {"container_uuid": container_uuid})
+        rows = self.conn.execute(sql.COMMITTED_CHILDREN, {"container_uuid": container_uuid})
         return [dict(row._mapping) for row in rows]
 
     def link_attempt(self, request_uuid: str, container_uuid: str, attempt: int) -> None:
         link = {"request_uuid": request_uuid, "container_uuid": container_uuid}
-        if self.conn.execute(_ATTEMPT, link).first() is None:
+        if self.conn.execute(sql.ATTEMPT, link).first() is None:
             self.conn.execute(insert(request_containers), {**link, "attempt": attempt})
 
     def attempts_of(self, request_uuid: str) -> list[Row]:
@@ -243,9 +215,6 @@ class Repository:
 
     def insert_collection(self, row: Mapping[str, Any]) -> Row:
         return self._insert(collections, row)
-
-    def get_collection(self, uuid: str) -> Row | None:
-        return self._get(collections, uuid)
 
     def collection_by_pdh(self, pdh: str) -> Row | None:
         query = (
@@ -330,102 +299,3 @@ def _change_properties(old: Row, new: Row, changed: Mapping[str, Any]) -> dict[s
     if "priority" in changed:
         properties["new_priority"] = new["priority"]
     return properties
-
-
-# -- prepared statements ---------------------------------------------------------------
-# The hot verbs run statements built once, with bound parameters: building and hashing a fresh
-# select for every call cost more than running it.
-
-
-@functools.cache
-def _by_uuid(table: Table, for_update: bool) -> Select[Any]:
-    query = select(table).where(table.c.uuid == bindparam("uuid"))
-    return query.with_for_update() if for_update else query
-
-
-@functools.cache
-def _guarded(table: Table) -> Update:
-    """UPDATE … SET <the columns given at execution> WHERE uuid = :_uuid AND state = :_state."""
-    return update(table).where(table.c.uuid == bindparam("_uuid"), table.c.state == bindparam("_state"))
-
-
-def _reuse_tier(tier: str) -> Select[Any]:
-    """The preferred container of one reuse tier (SPEC §5) for the key bound as `reuse_key`."""
-    c = containers.c
-    query = select(containers).where(c.reuse_key == bindparam("reuse_key"))
-    if tier == "complete":
-        log_exists = select(collections.c.uuid).where(
-            collections.c.portable_data_hash == c.log, collections.c.trash_at.is_(None)
-        )
-        output_exists = select(collections.c.uuid).where(
-            collections.c.portable_data_hash == c.output, collections.c.trash_at.is_(None)
-        )
-        query = query.where(
-            c.state == "Complete", c.exit_code == 0, log_exists.exists(), c.output.is_(None) | output_exists.exists()
-        ).order_by(c.finished_at, c.uuid)
-    elif tier == "running":
-        query = query.where(c.state == "Running", c.has_error.is_(False), c.priority > 0).order_by(
-            c.progress.desc().nulls_last(), c.started_at, c.uuid
-        )
-    else:
-        query = query.where(c.state == tier.capitalize()).order_by(c.priority.desc(), c.created_at, c.uuid)
-    return query.limit(1)
-
-
-_REUSE_TIERS = {tier: _reuse_tier(tier) for tier in ("complete", "running", "locked", "queued")}
-
-
-@functools.cache
-def _first_of_tiers(tiers: tuple[str, ...]) -> Select[Any]:
-    """Each tier's candidate tagged with the tier's rank, the best rank first."""
-    ranked = [
-        select(_REUSE_TIERS[tier].add_columns(literal(rank).label("tier_rank")).subquery())
-        for rank, tier in enumerate(tiers)
-    ]
-    candidates = union_all(*ranked).subquery()
-    return select(*[candidates.c[c.name] for c in containers.c]).order_by(candidates.c.tier_rank).limit(1)
-
-
-def _committed_requests(column: Any) -> Select[Any]:
-    r = container_requests.c
-    return (
-        select(container_requests)
-        .where(column == bindparam("container_uuid"), r.state == "Committed")
-        .order_by(r.created_at, r.uuid)
-    )
-
-
-_COMMITTED_FOR = _committed_requests(container_requests.c.container_uuid)
-_COMMITTED_CHILDREN = _committed_requests(container_requests.c.requesting_container_uuid)
-_TOKEN_WITH_USER = (
-    select(tokens, users.c.is_admin)
-    .join(users, users.c.uuid == tokens.c.user_uuid)
-    .where(tokens.c.secret_hash == bindparam("secret_hash"))
-)
-_DELETE_CONTAINER_TOKENS = delete(tokens).where(tokens.c.container_uuid == bindparam("container_uuid"))
-_ATTEMPT = select(request_containers.c.attempt).where(
-    request_containers.c.request_uuid == bindparam("request_uuid"),
-    request_containers.c.container_uuid == bindparam("container_uuid"),
-)
-
-
-def _demand() -> Select[Any]:
-    r = container_requests.c
-    parent = containers.alias("parent")
-    live = (r.container_uuid == bindparam("container_uuid")) & (r.state == "Committed") & (r.priority > 0)
-    top = select(r.priority, r.created_at).where(live, r.held.is_(False), r.requesting_container_uuid.is_(None))
-    top = top.order_by(r.priority.desc(), r.created_at).limit(1)
-    child = (
-        select(func.max(parent.c.priority))
-        .select_from(container_requests.join(parent, parent.c.uuid == r.requesting_container_uuid))
-        .where(live, r.held.is_(False), (parent.c.state == "Locked") | (parent.c.state == "Running"))
-    )
-    return select(
-        exists().where(live).label("wanted"),
-        top.with_only_columns(r.priority).scalar_subquery().label("top_priority"),
-        top.with_only_columns(r.created_at).scalar_subquery().label("top_created_at"),
-        child.scalar_subquery().label("child_priority"),
-    )
-
-
-_DEMAND = _demand()

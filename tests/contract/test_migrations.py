@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid as uuidlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from sqlalchemy import Connection, Index, inspect, text
 from cwl_crunch.store import Store, open_store
 from cwl_crunch.store.database import MIGRATIONS
 from cwl_crunch.store.schema import metadata
-from tests.support.postgres import ThrowawayPostgres, available
+from tests.support.postgres import ThrowawayPostgres
 
 CONTAINER_UUID = "zzzzz-dz642-000000000000001"
 GIN_INDEX = "ix_containers_runtime_status_gin"

@@ -80,10 +80,12 @@ def test_reuse_candidates_per_tier(store):
     with store.write() as tx:
         tx.update_container(locked, {"state": "Locked"}, NOW)
         key = queued["reuse_key"]
-        assert tx.reuse_candidate(key, "locked")["uuid"] == locked["uuid"]
-        assert tx.reuse_candidate(key, "queued")["uuid"] == queued["uuid"]
-        assert tx.reuse_candidate(key, "running") is None
-        assert tx.reuse_candidate(key, "complete") is None
+        assert tx.first_reuse_candidate(key, ["locked"])["uuid"] == locked["uuid"]
+        assert tx.first_reuse_candidate(key, ["queued"])["uuid"] == queued["uuid"]
+        assert tx.first_reuse_candidate(key, ["running"]) is None
+        assert tx.first_reuse_candidate(key, ["complete"]) is None
+        # The first tier with a candidate wins, in the order asked for.
+        assert tx.first_reuse_candidate(key, ["running", "queued", "locked"])["uuid"] == queued["uuid"]
 
 
 def test_json_columns_round_trip_nested_values(store):

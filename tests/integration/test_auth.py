@@ -13,25 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support.flows import ok, refused
 from tests.support.processes import ServerProcess
 from tests.support.service import request_body
 
 PDH = hashlib.sha256(b"").hexdigest() + "+0"
-ERROR_SHAPE = {"errors"}
 
 
-def ok(response: httpx.Response) -> dict:
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def refused(response: httpx.Response, status: int) -> list[str]:
-    """Assert an error response of `status` in the `{"errors": [...]}` shape; return the messages."""
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == ERROR_SHAPE
-    assert body["errors"] and all(isinstance(m, str) and m for m in body["errors"])
-    return body["errors"]
 
 
 def user_of(client: httpx.Client) -> str:

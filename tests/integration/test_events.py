@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.support.service import RunningService, request_body, start_service
+from tests.support.flows import commit, ok
+from tests.support.service import RunningService, start_service
 from tests.support.sse import EventStream, Received
 
 # The service under test polls for events only once a minute, so an event that arrives within
@@ -58,16 +59,6 @@ def state_changes(events: list[Received]) -> list[tuple[str, str]]:
 def is_state(uuid: str, state: str) -> Callable[[Received], bool]:
     return lambda event: state_of(event) == (uuid, state)
 
-
-def commit(client: httpx.Client, **overrides: object) -> dict:
-    response = client.post("/container_requests", json=request_body(**overrides))
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def ok(response: httpx.Response) -> dict:
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def run_to_completion(admin: httpx.Client, container_uuid: str) -> None:

@@ -7,14 +7,11 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
+from tests.support.flows import ok, run
 from tests.support.service import request_body
 
 TIMEOUT = 60  # dispatcher_timeout and container_heartbeat_timeout defaults, in seconds
 
-
-def ok(response: httpx.Response) -> dict:
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def parse_time(text: str) -> datetime:
@@ -35,11 +32,6 @@ def container_token_works(service, token: str) -> bool:
     assert response.status_code in (200, 401), response.text
     return response.status_code == 200
 
-
-def start_running(admin: httpx.Client, uuid: str) -> dict:
-    locked = ok(admin.post(f"/containers/{uuid}/lock"))
-    ok(admin.put(f"/containers/{uuid}", json={"state": "Running"}))
-    return locked
 
 
 # -- (a) dispatcher liveness --------------------------------------------------------------
@@ -162,7 +154,7 @@ def test_lost_container_is_cancelled_and_retried_after_a_backoff(service):
     admin = service.admin()
     alice, request = committed(service)
     first = request["container_uuid"]
-    start_running(admin, first)
+    run(admin, first)
 
     service.clock.advance(75)
     lost_at = service.clock()
@@ -211,7 +203,7 @@ def test_requests_sharing_a_lost_container_share_its_retry(service):
     second = ok(bob.post("/container_requests", json=request_body()))
     assert second["container_uuid"] == first["container_uuid"]
     lost = first["container_uuid"]
-    start_running(admin, lost)
+    run(admin, lost)
     service.clock.advance(TIMEOUT + 1)
     assert service.janitor.tick(service.clock()).lost_containers == 1
 
@@ -226,7 +218,7 @@ def test_a_lost_container_nobody_wants_any_more_is_not_retried(service):
     admin = service.admin()
     alice, request = committed(service)
     uuid = request["container_uuid"]
-    start_running(admin, uuid)
+    run(admin, uuid)
     ok(alice.put(f"/container_requests/{request['uuid']}", json={"priority": 0}))
     assert ok(admin.get(f"/containers/{uuid}"))["state"] == "Running"  # its dispatcher is to stop it
 
@@ -251,7 +243,7 @@ def test_retries_stop_after_container_count_max(service):
         if not_before:
             delays.append(parse_time(not_before) - service.clock())
             service.clock.advance(delays[-1].total_seconds())
-        start_running(admin, uuid)
+        run(admin, uuid)
         service.clock.advance(TIMEOUT + 1)
         assert service.janitor.tick(service.clock()).lost_containers == 1
 
@@ -268,7 +260,7 @@ def test_retries_stop_after_container_count_max(service):
 def test_container_count_max_one_means_no_retry(service):
     admin = service.admin()
     alice, request = committed(service, container_count_max=1)
-    start_running(admin, request["container_uuid"])
+    run(admin, request["container_uuid"])
     service.clock.advance(TIMEOUT + 1)
     service.janitor.tick(service.clock())
     request = ok(alice.get(f"/container_requests/{request['uuid']}"))
@@ -280,7 +272,7 @@ def test_heartbeats_keep_a_running_container_alive(service, credential):
     admin = service.admin()
     _, request = committed(service)
     uuid = request["container_uuid"]
-    locked = start_running(admin, uuid)
+    locked = run(admin, uuid)
     sender = service.client(locked["auth"]) if credential == "container token" else admin
 
     for _ in range(3):
@@ -301,7 +293,7 @@ def test_lost_container_keeps_what_its_runner_reported(service):
     admin = service.admin()
     _, request = committed(service)
     uuid = request["container_uuid"]
-    start_running(admin, uuid)
+    run(admin, uuid)
     ok(admin.put(f"/containers/{uuid}", json={"runtime_status": {"activity": "running", "warning": "slow disk"}}))
     service.clock.advance(TIMEOUT + 1)
     service.janitor.tick(service.clock())
@@ -332,7 +324,7 @@ def test_permanent_causes_are_not_retried(service, cause):
     admin = service.admin()
     alice, request = committed(service)
     uuid = request["container_uuid"]
-    start_running(admin, uuid)
+    run(admin, uuid)
     ok(admin.put(f"/containers/{uuid}", json={"state": "Cancelled", "runtime_status": {"cause": cause}}))
 
     request = ok(alice.get(f"/container_requests/{request['uuid']}"))
@@ -344,7 +336,7 @@ def test_infrastructure_cause_is_retried(service):
     admin = service.admin()
     alice, request = committed(service)
     uuid = request["container_uuid"]
-    start_running(admin, uuid)
+    run(admin, uuid)
     service.clock.advance(5)
     ok(admin.put(f"/containers/{uuid}", json={"state": "Cancelled", "runtime_status": {"cause": "infrastructure"}}))
 
@@ -361,7 +353,7 @@ def test_complete_with_nonzero_exit_is_not_retried(service):
     admin = service.admin()
     alice, request = committed(service)
     uuid = request["container_uuid"]
-    start_running(admin, uuid)
+    run(admin, uuid)
     ok(admin.put(f"/containers/{uuid}", json={"state": "Complete", "exit_code": 3}))
     request = ok(alice.get(f"/container_requests/{request['uuid']}"))
     assert (request["state"], request["container_count"]) == ("Final", 1)

@@ -18,6 +18,15 @@ def ok(response: httpx.Response) -> dict[str, Any]:
     return response.json()
 
 
+def refused(response: httpx.Response, status: int = 422) -> list[str]:
+    """Assert an error of `status` in the `{"errors": [...]}` shape; return the messages."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"errors"}, body
+    assert body["errors"] and all(isinstance(m, str) and m for m in body["errors"]), body
+    return body["errors"]
+
+
 def commit(client: httpx.Client, **overrides: Any) -> dict[str, Any]:
     return ok(client.post("/container_requests", json=request_body(**overrides)))
 

@@ -12,6 +12,7 @@ from ..services import auth
 from ..services.context import Context
 from ..services.listing import ListParams
 from ..store.query import DEFAULT_LIMIT, parse_json_param
+from .routing import run_service
 
 _bearer = HTTPBearer(auto_error=False, description="A cwl-crunch token")
 
@@ -21,10 +22,13 @@ async def get_context(request: Request) -> Context:
     return request.app.state.ctx
 
 
-def get_principal(
+async def get_principal(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
-    return auth.authenticate(request.app.state.ctx, credentials.credentials if credentials else None)
+    """The caller: from the token cache when it can, else from the database (see routing.py)."""
+    ctx: Context = request.app.state.ctx
+    secret = credentials.credentials if credentials else None
+    return auth.cached_principal(ctx, secret) or await run_service(ctx, auth.authenticate, ctx, secret)
 
 
 def list_params(

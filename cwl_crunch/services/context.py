@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 from ..settings import Settings
 from ..store import Store
+from .token_cache import TokenCache
 
 
 def utc_now() -> datetime:
@@ -19,6 +20,7 @@ class Context:
     store: Store
     settings: Settings
     clock: Callable[[], datetime] = field(default=utc_now)
+    tokens: TokenCache = field(default_factory=TokenCache)
 
     def now(self) -> datetime:
         return self.clock()

@@ -1,7 +1,7 @@
 """How requests and containers move each other along (SPEC §4–5).
 
 Called inside a write transaction by the request, container and janitor services:
-- `resolve_container`: reuse an equivalent container or create a new Queued one;
+- `commit`: point a request at an equivalent container, or at a new Queued one;
 - `refresh_container`: recompute priority from the live requests, cancel or unlock as needed;
 - `container_finished`: cancel children, retry infrastructure failures, finalize requests.
 """
@@ -44,27 +44,63 @@ def find_reusable(tx: Repository, key: str) -> Row | None:
     return tx.first_reuse_candidate(key, TIERS)
 
 
-def resolve_container(
-    tx: Repository, ctx: Context, request: Row, now: datetime, not_before: datetime | None = None
+def commit(
+    tx: Repository, ctx: Context, request: Row, now: datetime, *, insert: bool = False,
+    not_before: datetime | None = None,
 ) -> Row:
-    """The container that will satisfy `request`: reused when allowed, else new and Queued."""
+    """Give a request that is (being) committed a container: an equivalent one, or a new Queued one.
+
+    `insert`: `request` is a new row, stored here already pointing at its container. Each call is
+    a new attempt (`container_count` + 1); `not_before` delays a new container (retry backoff).
+    """
+    container, new = choose_container(tx, ctx, request, now, not_before)
+    attempt = request["container_count"] + 1
+    changes = {"state": "Committed", "container_uuid": container["uuid"], "container_count": attempt}
+    if insert:
+        request = tx.insert_request({**request, **changes}, now)
+    else:
+        request = tx.update_request(request, changes, now)
+    if new:  # stored after the request, so the event stream shows cause before effect
+        container = tx.insert_container(container, now)
+    tx.link_attempt(request["uuid"], container["uuid"], attempt)
+    if container["state"] in ("Complete", "Cancelled"):
+        return finalize_request(tx, ctx, request, container, now)
+    if not new:
+        refresh_container(tx, ctx, container["uuid"], now)
+    return tx.get_request(request["uuid"]) or request
+
+
+def choose_container(
+    tx: Repository, ctx: Context, request: Row, now: datetime, not_before: datetime | None = None
+) -> tuple[Row, bool]:
+    """The container that will satisfy `request`, and whether it is new: Queued, wanted by
+    `request` alone, not stored yet (the caller inserts it).
+
+    A new container is born with the priority `request` gives it, so nothing needs recomputing.
+    """
     fields = reuse_fields(request)
     key = reuse_key(fields)
     if request["use_existing"]:
         tx.lock_key(key)  # concurrent commits of the same work get one container
         found = find_reusable(tx, key)
         if found is not None:
-            return found
+            return found, False
     scheduling = dict(request.get("scheduling_parameters") or {})
     if not_before is not None:
         scheduling["not_before"] = not_before.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    sole_demand = {
+        "wanted": True,
+        "top_priority": None if request["held"] or request["requesting_container_uuid"] else request["priority"],
+        "top_created_at": request["created_at"],
+        "child_priority": _parent_priority(tx, request),
+    }
     row: dict[str, Any] = {name: request.get(name) for name in DEFINITION}
     row.update({name: empty for name, empty in EMPTY_DEFINITION.items() if row[name] is None})
     row.update(
         uuid=new_uuid(ctx.settings.cluster_id, CONTAINER),
         state="Queued",
         scheduling_parameters=scheduling,
-        priority=0,
+        priority=_priority(sole_demand),
         progress=None,
         runtime_status={},
         scheduling_status="",
@@ -78,27 +114,27 @@ def resolve_container(
         created_at=now,
         modified_at=now,
     )
-    return tx.insert_container(row, now)
+    return row, True
+
+
+def _parent_priority(tx: Repository, request: Row) -> int | None:
+    """A child request (made from inside a container) wants what its running parent is worth."""
+    if request["held"] or not request["requesting_container_uuid"]:
+        return None
+    parent = tx.get_container(request["requesting_container_uuid"])
+    return parent["priority"] if parent is not None and parent["state"] in ("Locked", "Running") else None
+
+
+def _priority(demand: Row) -> int:
+    ranks = [demand["child_priority"] or 0]
+    if demand["top_priority"]:
+        ranks.append(request_rank(demand["top_priority"], demand["top_created_at"]))
+    return container_priority(ranks)
 
 
 def command_digest(fields: dict[str, Any]) -> str:
     """Indexed, so explain-reuse finds containers running the same command quickly."""
     return hashlib.sha256(canonical_json(fields["command"]).encode()).hexdigest()[:16]
-
-
-def attach(tx: Repository, ctx: Context, request: Row, container: Row, now: datetime) -> Row:
-    """Point `request` at `container` (a new attempt) and bring both up to date."""
-    attempt = request["container_count"] + 1
-    tx.link_attempt(request["uuid"], container["uuid"], attempt)
-    request = tx.update_request(
-        request,
-        {"state": "Committed", "container_uuid": container["uuid"], "container_count": attempt},
-        now,
-    )
-    if container["state"] in ("Complete", "Cancelled"):
-        return finalize_request(tx, ctx, request, container, now)
-    refresh_container(tx, ctx, container["uuid"], now)
-    return tx.get_request(request["uuid"]) or request
 
 
 def refresh_container(tx: Repository, ctx: Context, container_uuid: str, now: datetime, depth: int = 0) -> None:
@@ -111,10 +147,7 @@ def refresh_container(tx: Repository, ctx: Context, container_uuid: str, now: da
     if container is None or container["state"] in ("Complete", "Cancelled"):
         return
     demand = tx.demand_for(container_uuid)
-    ranks = [demand["child_priority"] or 0]  # a child request inherits its parent's priority
-    if demand["top_priority"]:
-        ranks.append(request_rank(demand["top_priority"], demand["top_created_at"]))
-    priority = container_priority(ranks)
+    priority = _priority(demand)
     if not demand["wanted"] and container["state"] in ("Queued", "Locked"):
         cancelled = tx.update_container(
             container,
@@ -163,7 +196,7 @@ def container_finished(tx: Repository, ctx: Context, container: Row, now: dateti
         wants_more = request["priority"] > 0 and container["state"] == "Cancelled"
         if wants_more and retry.should_retry(cause, request["container_count"], request["container_count_max"]):
             not_before = retry.next_not_before(now, request["container_count"])
-            attach(tx, ctx, request, resolve_container(tx, ctx, request, now, not_before), now)
+            commit(tx, ctx, request, now, not_before=not_before)
         else:
             finalize_request(tx, ctx, request, container, now)
 

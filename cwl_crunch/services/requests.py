@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any
 
 from ..domain.attributes import REQUEST_CREATABLE, require_request_update, require_writable
@@ -76,13 +75,10 @@ def _for_storage(values: Mapping[str, Any]) -> dict[str, Any]:
     return stored
 
 
-def _commit(tx: Repository, ctx: Context, request: Row, now: datetime) -> Row:
-    """Resolve a container for a request that is (being) committed."""
+def _validate_commit(request: Row) -> None:
     if request["priority"] <= 0:
         raise Invalid("priority: must be at least 1 to commit a request (0 means cancel)")
     validate_for_commit(request)
-    container = lifecycle.resolve_container(tx, ctx, request, now)
-    return lifecycle.attach(tx, ctx, request, container, now)
 
 
 def create(ctx: Context, principal: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -108,13 +104,12 @@ def create(ctx: Context, principal: Principal, body: Mapping[str, Any]) -> dict[
         "modified_at": now,
     }
     if state == RequestState.COMMITTED:
-        if row["priority"] <= 0:
-            raise Invalid("priority: must be at least 1 to commit a request (0 means cancel)")
-        validate_for_commit(row)
+        _validate_commit(row)
 
     def work(tx: Repository) -> Row:
-        inserted = tx.insert_request(row, now)
-        return _commit(tx, ctx, inserted, now) if state == RequestState.COMMITTED else inserted
+        if state == RequestState.COMMITTED:
+            return lifecycle.commit(tx, ctx, row, now, insert=True)
+        return tx.insert_request(row, now)
 
     return _written(ctx, work)
 
@@ -152,7 +147,8 @@ def update(ctx: Context, principal: Principal, uuid: str, patch: Mapping[str, An
             return lifecycle.cancel_request(tx, ctx, request, now)
         request = tx.update_request(request, changes, now)
         if new_state == RequestState.COMMITTED and state == RequestState.UNCOMMITTED:
-            return _commit(tx, ctx, request, now)  # a validation error rolls the edit back too
+            _validate_commit(request)  # an error rolls the edit back too
+            return lifecycle.commit(tx, ctx, request, now)
         if state == RequestState.COMMITTED and "priority" in changes and request["container_uuid"]:
             lifecycle.refresh_container(tx, ctx, request["container_uuid"], now)
         return request
@@ -246,7 +242,8 @@ def retry(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
             "modified_at": now,
         }
         new["properties"].pop("retried_as", None)
-        new = _commit(tx, ctx, tx.insert_request(new, now), now)
+        _validate_commit(new)
+        new = lifecycle.commit(tx, ctx, new, now, insert=True)
         tx.update_request(old, {"properties": {**(old["properties"] or {}), "retried_as": new["uuid"]}}, now)
         return new
 

@@ -48,6 +48,8 @@ class Store:
         dialect.prepare_engine(self.engine)
         self.dialect = self.engine.dialect.name
         self._writer = dialect.writer_lock(self.engine)
+        # PostgreSQL runs write transactions side by side; SQLite has one writer at a time.
+        self.concurrent_writers = self.dialect != "sqlite"
         self._on_commit: list[Callable[[], None]] = []
 
     def migrate(self) -> None:

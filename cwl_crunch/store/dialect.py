@@ -13,7 +13,8 @@ import hashlib
 import threading
 from contextlib import AbstractContextManager, nullcontext
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, Insert, Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -52,6 +53,12 @@ def lock_key(conn: Connection, key: str) -> None:
     if conn.dialect.name == "postgresql":
         number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
         conn.execute(text("SELECT pg_advisory_xact_lock(:n)"), {"n": number})
+
+
+def insert_ignoring_duplicates(dialect_name: str, table: Table) -> Insert:
+    """INSERT that does nothing when the primary key exists (same SQL, two dialect classes)."""
+    module = postgresql if dialect_name == "postgresql" else sqlite
+    return module.insert(table).on_conflict_do_nothing()
 
 
 def is_retryable(error: BaseException) -> bool:

@@ -50,10 +50,15 @@ class Repository:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self._events: list[dict[str, Any]] = []  # written by flush_events, just before commit
+        # Containers and requests this transaction wrote, as they now stand. Writes lock their rows
+        # (PostgreSQL) or the whole database (SQLite) until commit, so these cannot be stale.
+        self._written: dict[str, Row] = {}
 
     # -- generic -------------------------------------------------------------------------
 
     def _get(self, table: Table, uuid: str, for_update: bool = False) -> Row | None:
+        if not for_update and uuid in self._written:
+            return self._written[uuid]
         return _row(self.conn.execute(sql.by_uuid(table, for_update), {"uuid": uuid}).first())
 
     def _insert(self, table: Table, row: Mapping[str, Any]) -> Row:
@@ -61,6 +66,8 @@ class Repository:
         self.conn.execute(insert(table), row)
         stored = {c.name: _default(c) for c in table.c if c.name not in _GENERATED}
         stored.update(row)
+        if table is containers or table is container_requests:
+            self._written[stored["uuid"]] = stored
         return stored
 
     def _guarded_update(self, table: Table, old: Row, changes: Mapping[str, Any], now: datetime) -> Row:
@@ -69,10 +76,11 @@ class Repository:
         if not changed:
             return old
         values = {**changed, "modified_at": now}
-        result = self.conn.execute(sql.guarded(table), {**values, "_uuid": old["uuid"], "_state": old["state"]})
-        if result.rowcount != 1:
+        stored = self.conn.execute(sql.guarded(table), {**values, "_uuid": old["uuid"], "_state": old["state"]}).first()
+        if stored is None:
             raise Conflict(f"{old['uuid']} was changed by someone else; try again")
-        new = {**old, **values}
+        new = dict(stored._mapping)
+        self._written[new["uuid"]] = new
         self.add_event(old["uuid"], "update", _change_properties(old, new, changed), now)
         return new
 
@@ -125,16 +133,16 @@ class Repository:
 
     def insert_container(self, row: Mapping[str, Any], now: datetime) -> Row:
         row = self._insert(containers, row)
+        row["has_error"] = "error" in (row["runtime_status"] or {})
         self.add_event(row["uuid"], "create", {"old_state": None, "new_state": row["state"]}, now)
         return row
 
     def update_container(self, old: Row, changes: Mapping[str, Any], now: datetime) -> Row:
-        new = self._guarded_update(containers, old, changes, now)
-        new["has_error"] = "error" in (new["runtime_status"] or {})
-        return new
+        return self._guarded_update(containers, old, changes, now)
 
     def touch_heartbeat(self, uuid: str, now: datetime) -> None:
         """Record a heartbeat; deliberately no event (they come every few seconds)."""
+        self._written.pop(uuid, None)
         self.conn.execute(update(containers).where(containers.c.uuid == uuid).values(heartbeat_at=now))
 
     def first_reuse_candidate(self, key: str, tiers: Sequence[str]) -> Row | None:
@@ -173,6 +181,7 @@ class Repository:
         return self._guarded_update(container_requests, old, changes, now)
 
     def delete_request(self, uuid: str, now: datetime) -> None:
+        self._written.pop(uuid, None)
         self.conn.execute(delete(container_requests).where(container_requests.c.uuid == uuid))
         self.add_event(uuid, "delete", {}, now)
 
@@ -197,9 +206,9 @@ class Repository:
         return [dict(row._mapping) for row in rows]
 
     def link_attempt(self, request_uuid: str, container_uuid: str, attempt: int) -> None:
-        link = {"request_uuid": request_uuid, "container_uuid": container_uuid}
-        if self.conn.execute(sql.ATTEMPT, link).first() is None:
-            self.conn.execute(insert(request_containers), {**link, "attempt": attempt})
+        """Remember that the request used the container (the first attempt number is kept)."""
+        row = {"request_uuid": request_uuid, "container_uuid": container_uuid, "attempt": attempt}
+        self.conn.execute(sql.link_attempt(self.conn.dialect.name), row)
 
     def attempts_of(self, request_uuid: str) -> list[Row]:
         """Every container the request has used, oldest attempt first."""

@@ -8,8 +8,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Select, Table, Update, bindparam, delete, exists, func, literal, select, union_all, update
+from sqlalchemy import Insert, Select, Table, Update, bindparam, delete, exists, func, literal, select, union_all, update
 
+from . import dialect
 from .schema import collections, container_requests, containers, request_containers, tokens, users
 
 @functools.cache
@@ -20,8 +21,12 @@ def by_uuid(table: Table, for_update: bool) -> Select[Any]:
 
 @functools.cache
 def guarded(table: Table) -> Update:
-    """UPDATE … SET <the columns given at execution> WHERE uuid = :_uuid AND state = :_state."""
-    return update(table).where(table.c.uuid == bindparam("_uuid"), table.c.state == bindparam("_state"))
+    """UPDATE … SET <the columns given at execution> WHERE uuid = :_uuid AND state = :_state RETURNING *.
+
+    The row comes back as the database now holds it (columns a concurrent writer changed, generated ones).
+    """
+    guard = (table.c.uuid == bindparam("_uuid")) & (table.c.state == bindparam("_state"))
+    return update(table).where(guard).returning(*table.c)
 
 
 def _reuse_tier(tier: str) -> Select[Any]:
@@ -78,10 +83,12 @@ TOKEN_WITH_USER = (
     .where(tokens.c.secret_hash == bindparam("secret_hash"))
 )
 DELETE_CONTAINER_TOKENS = delete(tokens).where(tokens.c.container_uuid == bindparam("container_uuid"))
-ATTEMPT = select(request_containers.c.attempt).where(
-    request_containers.c.request_uuid == bindparam("request_uuid"),
-    request_containers.c.container_uuid == bindparam("container_uuid"),
-)
+
+
+@functools.cache
+def link_attempt(dialect_name: str) -> Insert:
+    """INSERT a request↔container link unless it exists (both dialects say ON CONFLICT DO NOTHING)."""
+    return dialect.insert_ignoring_duplicates(dialect_name, request_containers)
 
 
 def _demand() -> Select[Any]:

@@ -9,7 +9,7 @@ import pytest
 
 from cwl_crunch.domain.errors import Conflict
 from cwl_crunch.services.context import Context
-from cwl_crunch.services.lifecycle import resolve_container
+from cwl_crunch.services.lifecycle import choose_container
 from cwl_crunch.settings import Settings
 from cwl_crunch.store.schema import containers
 
@@ -24,6 +24,10 @@ def _request(**overrides):
         "output_path": "/out",
         "mounts": {"/out": {"kind": "tmp"}},
         "use_existing": True,
+        "priority": 1,
+        "held": False,
+        "requesting_container_uuid": None,
+        "created_at": NOW,
     }
     request.update(overrides)
     return request
@@ -32,7 +36,9 @@ def _request(**overrides):
 def _new_container(store, **overrides):
     ctx = Context(store, Settings())
     with store.write() as tx:
-        return resolve_container(tx, ctx, _request(**overrides), NOW)
+        container, new = choose_container(tx, ctx, _request(**overrides), NOW)
+        assert new
+        return tx.insert_container(container, NOW)
 
 
 def test_inserted_rows_read_back_equal(store):

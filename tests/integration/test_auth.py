@@ -8,11 +8,14 @@ import stat
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
+from cwl_crunch.services.auth import issue_token
+from cwl_crunch.store.schema import tokens
 from tests.support.flows import ok, refused
 from tests.support.processes import ServerProcess
 from tests.support.service import request_body
@@ -73,6 +76,20 @@ def test_config_needs_no_token(service):
 
 
 # -- what a normal user may not do ------------------------------------------------------
+
+
+def test_a_token_stops_working_when_it_expires_even_if_recently_used(service):
+    """User tokens are cached by the server for a minute; expiry is still checked at every use."""
+    user_uuid = user_of(service.client(service.token("erin")))
+    with service.store.write() as tx:
+        token_uuid, secret = issue_token(tx, service.settings.cluster_id, user_uuid, service.clock())
+        expiry = tokens.update().where(tokens.c.uuid == token_uuid).values(expires_at=service.clock() + timedelta(seconds=60))
+        tx.conn.execute(expiry)
+    client = service.client(secret)
+    assert ok(client.get("/users/current"))["uuid"] == user_uuid
+    assert ok(client.get("/users/current"))["uuid"] == user_uuid  # now from the cache
+    service.clock.advance(61)
+    assert refused(client.get("/users/current"), 401)
 
 
 def test_normal_user_cannot_act_as_a_dispatcher(service):

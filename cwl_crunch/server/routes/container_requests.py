@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-
 from ...services import requests, reuse
 from ..deps import ContextDep, ListDep, PrincipalDep
+from ..routing import ServiceRouter
 from ..schemas import ContainerRequestBody
 
-router = APIRouter(prefix="/arvados/v1/container_requests", tags=["container_requests"])
+router = ServiceRouter(prefix="/arvados/v1/container_requests", tags=["container_requests"])
 
 
 @router.post("", status_code=200)

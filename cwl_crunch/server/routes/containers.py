@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-
 from ...services import containers
 from ..deps import ContextDep, ListDep, PrincipalDep
+from ..routing import ServiceRouter
 from ..schemas import ContainerUpdateBody, LockBody, SchedulingStatusBody
 
-router = APIRouter(prefix="/arvados/v1/containers", tags=["containers"])
+router = ServiceRouter(prefix="/arvados/v1/containers", tags=["containers"])
 
 
 @router.get("")

@@ -7,8 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-import anyio
-from fastapi import APIRouter, Header, Request
+from fastapi import Header, Request
 from fastapi.responses import StreamingResponse
 
 from ...domain.errors import Invalid
@@ -17,8 +16,9 @@ from ...services import events
 from ...services.context import Context
 from ...store.query import parse_json_param
 from ..deps import ContextDep, PrincipalDep
+from ..routing import ServiceRouter, run_service
 
-router = APIRouter(prefix="/arvados/v1/events", tags=["events"])
+router = ServiceRouter(prefix="/arvados/v1/events", tags=["events"])
 KEEPALIVE_SECONDS = 15.0
 
 
@@ -51,8 +51,8 @@ async def stream(
 ) -> StreamingResponse:
     """Events the caller may see, oldest first, then live as they happen."""
     parsed = parse_json_param("filters", filters, [])
-    start = await anyio.to_thread.run_sync(_since, ctx, since, last_event_id)
-    await anyio.to_thread.run_sync(events.events_after, ctx, principal, start, parsed)  # validates filters
+    start = await run_service(ctx, _since, ctx, since, last_event_id)
+    await run_service(ctx, events.events_after, ctx, principal, start, parsed)  # validates filters
     return StreamingResponse(
         _events(request, ctx, principal, start, parsed),
         media_type="text/event-stream",
@@ -69,11 +69,11 @@ async def _events(request: Request, ctx: Context, principal: Principal, since: i
         yield ": stream open\n\n"
         while True:
             waiter[1].clear()
-            batch = await anyio.to_thread.run_sync(events.events_after, ctx, principal, since, filters)
+            batch = await run_service(ctx, events.events_after, ctx, principal, since, filters)
             for event in batch:
                 since = event["id"]
                 yield f"id: {since}\nevent: {event['event_type']}\ndata: {json.dumps(event)}\n\n"
-            if not await anyio.to_thread.run_sync(events.still_authorized, ctx, principal):
+            if not await run_service(ctx, events.still_authorized, ctx, principal):
                 return  # the token was revoked or expired (e.g. its container finished)
             if len(batch) == events.BATCH:
                 continue

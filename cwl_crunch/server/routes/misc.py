@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-
 from ...services import collections, dispatchers
 from ..deps import ContextDep, ListDep, PrincipalDep
+from ..routing import ServiceRouter
 from ..schemas import CollectionBody, DispatcherBody
 
-router = APIRouter(prefix="/arvados/v1")
+router = ServiceRouter(prefix="/arvados/v1")
 
 
 @router.get("/config", tags=["config"])

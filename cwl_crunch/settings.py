@@ -23,4 +23,8 @@ class Settings:
     # Engines available on workers: what clients may put in container_image.
     container_engines: tuple[str, ...] = ("none",)
     blob_store_url: str = ""
+    # Where blobs live (`crunchctl server` defaults it to <data dir>/blobs). None: no blob store,
+    # so no blob endpoints, and collection manifests are not checked against stored blobs.
+    blob_root: Path | None = None
+    blobs_read_only: bool = False
     extra: dict[str, str] = field(default_factory=dict)

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from ..domain.errors import CrunchError
 from ..domain.uuids import CLUSTER_RE
-from ..settings import Settings
-from . import datadir
+
+# Imports stay inside the verbs: `run-container` starts once per container and must not pay
+# for the server's (FastAPI, SQLAlchemy) or anything else it does not use.
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -38,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
     server.add_argument("--cluster-id", type=_cluster, default="zzzzz")
     server.add_argument("--heartbeat-timeout", type=float, default=60.0, help="seconds (default 60)")
     server.add_argument("--dispatcher-timeout", type=float, default=60.0, help="seconds (default 60)")
+    server.add_argument("--blob-root", type=Path, help="where blobs are stored (default DIR/blobs)")
+    server.add_argument("--blobs-read-only", action="store_true", help="serve blobs but refuse to store new ones")
 
     token = verbs.add_parser("token", help="manage tokens")
     token_verbs = token.add_subparsers(dest="token_verb", required=True)
@@ -47,18 +49,73 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--user", required=True)
     create.add_argument("--admin", action="store_true", help="the user is an admin (dispatchers need this)")
     create.add_argument("--cluster-id", type=_cluster, default="zzzzz")
+
+    run = verbs.add_parser("run-container", help="crunch-run: execute one Locked container (started by a dispatcher)")
+    run.add_argument("uuid")
+    run.add_argument("--work-root", type=Path, default=_env_path("CRUNCH_WORK_ROOT", "/var/tmp/crunch-run"),
+                     help="per-container work directories and the shared collection cache")
+    run.add_argument("--blob-root", type=Path, default=_env_path("CRUNCH_BLOB_ROOT"),
+                     help="the API server's blob root, when this worker shares its filesystem")
+    run.add_argument("--hide", type=Path, action="append", default=_env_paths("CRUNCH_HIDE"),
+                     help="a host path the container must not see (repeatable; the data dir, token files)")
+
+    dispatch = verbs.add_parser("dispatch", help="run a dispatcher")
+    dispatch.add_argument("--api", required=True, help="the API server, e.g. http://127.0.0.1:8400")
+    dispatch.add_argument("--token", default=os.environ.get("CRUNCH_DISPATCH_TOKEN"),
+                          help="an admin token (default: $CRUNCH_DISPATCH_TOKEN)")
+    dispatch.add_argument("--backend", choices=("local",), default="local")
+    dispatch.add_argument("--vcpus", type=float, default=float(os.cpu_count() or 1), help="default: this host's")
+    dispatch.add_argument("--ram", type=int, default=_host_ram(), help="bytes (default: this host's)")
+    dispatch.add_argument("--supervisors", type=int, default=4, help="workflow runners at once (default 4)")
+    dispatch.add_argument("--state-dir", type=Path, default=Path("/var/tmp/crunch-dispatch"),
+                          help="pid files and crunch-run logs, for adopting crunch-runs after a restart")
+    dispatch.add_argument("--work-root", type=Path, default=Path("/var/tmp/crunch-run"))
+    dispatch.add_argument("--blob-root", type=Path, help="the API server's blob root, if on this filesystem")
+    dispatch.add_argument("--hide", type=Path, action="append", default=[],
+                          help="a host path containers must not see (repeatable)")
+    dispatch.add_argument("--interval", type=float, default=0.5, help="seconds between rounds")
+
+    logs = verbs.add_parser("logs", help="print a container request's logs (newest attempt)")
+    logs.add_argument("request_uuid")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the container ends")
+    logs.add_argument("--file", help="one log file (default: crunch-run.txt, stderr.txt and stdout.txt merged by time;"
+                                     " with -f, stdout.txt)")
+    logs.add_argument("--api", default=os.environ.get("CRUNCH_API"), help="the API server (default: $CRUNCH_API)")
+    logs.add_argument("--token", default=os.environ.get("CRUNCH_API_TOKEN"), help="default: $CRUNCH_API_TOKEN")
     return top
+
+
+def _env_path(name: str, default: str | None = None) -> Path | None:
+    value = os.environ.get(name, default)
+    return Path(value) if value else None
+
+
+def _env_paths(name: str) -> list[Path]:
+    return [Path(p) for p in os.environ.get(name, "").split(":") if p]
+
+
+def _host_ram() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if args.verb != "run-container":  # crunch-run writes its own timestamped log
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         if args.verb == "server":
             return _server(args)
         if args.verb == "token":
             return _token_create(args)
+        if args.verb == "run-container":
+            return _run_container(args)
+        if args.verb == "dispatch":
+            return _dispatch(args)
+        if args.verb == "logs":
+            return _logs(args)
     except CrunchError as error:
         print(f"crunchctl: {error}", file=sys.stderr)
         return 1
@@ -66,11 +123,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _server(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
     import uvicorn
 
     from ..server import create_app
     from ..services.context import Context
+    from ..settings import Settings
     from ..store import open_store
+    from . import datadir
 
     data_dir: Path = args.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -80,6 +141,8 @@ def _server(args: argparse.Namespace) -> int:
         data_dir=data_dir,
         container_heartbeat_timeout=timedelta(seconds=args.heartbeat_timeout),
         dispatcher_timeout=timedelta(seconds=args.dispatcher_timeout),
+        blob_root=args.blob_root or data_dir / "blobs",
+        blobs_read_only=args.blobs_read_only,
     )
     store = open_store(settings.database_url)
     token_path = datadir.ensure_admin_token(data_dir, store, settings.cluster_id)
@@ -90,12 +153,58 @@ def _server(args: argparse.Namespace) -> int:
 
 
 def _token_create(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
     from ..services.auth import create_user_token
     from ..store import open_store
+    from . import datadir
 
     store = open_store(datadir.database_url(args.data_dir, args.database))
     print(create_user_token(store, args.cluster_id, args.user, args.admin, datetime.now(timezone.utc)))
     return 0
+
+
+def _run_container(args: argparse.Namespace) -> int:
+    from ..runner.crunch_run import Options
+    from ..runner.crunch_run import main as crunch_run
+
+    options = Options(work_root=args.work_root, blob_root=args.blob_root, hidden=tuple(args.hide))
+    return crunch_run(args.uuid, options)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from ..client import Client
+    from ..dispatch.backends import Capacity
+    from ..dispatch.backends.local import LocalBackend
+    from ..dispatch.dispatcher import Dispatcher
+
+    if not args.token:
+        print("crunchctl dispatch: an admin token is needed (--token or $CRUNCH_DISPATCH_TOKEN)", file=sys.stderr)
+        return 2
+    environment = {"CRUNCH_API": args.api, "CRUNCH_DISPATCH_TOKEN": args.token,
+                   "CRUNCH_WORK_ROOT": str(args.work_root), "CRUNCH_HIDE": ":".join(map(str, args.hide))}
+    if args.blob_root:
+        environment["CRUNCH_BLOB_ROOT"] = str(args.blob_root)
+    backend = LocalBackend(Capacity(args.vcpus, args.ram, args.supervisors), args.state_dir, environment)
+    dispatcher = Dispatcher(Client(args.api, args.token), backend)
+    uuid = dispatcher.register(args.state_dir / "dispatcher-uuid")
+    print(f"crunchctl dispatch: {uuid} ({args.vcpus:g} vCPUs, {args.ram} bytes RAM)", file=sys.stderr)
+    dispatcher.run(args.interval)
+    return 0
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from ..client import ApiError, Client
+    from .logs import print_logs
+
+    if not args.api or not args.token:
+        print("crunchctl logs: --api and --token (or $CRUNCH_API and $CRUNCH_API_TOKEN) are needed", file=sys.stderr)
+        return 2
+    try:
+        return print_logs(Client(args.api, args.token), args.request_uuid, args.file, args.follow, sys.stdout.buffer)
+    except ApiError as error:
+        print(f"crunchctl logs: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

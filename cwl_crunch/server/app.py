@@ -15,7 +15,7 @@ from ..services.context import Context
 from ..services.events import EventHub
 from ..services.janitor import Janitor
 from . import errors
-from .routes import container_requests, containers, events, misc
+from .routes import blobs, container_requests, containers, events, logs, misc
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,10 @@ def create_app(ctx: Context, *, run_janitor: bool = True, event_poll_seconds: fl
     app.state.janitor = janitor
     app.state.event_poll_seconds = event_poll_seconds
     errors.install(app)
-    for module in (container_requests, containers, events, misc):
+    for module in (container_requests, containers, events, logs, misc):
         app.include_router(module.router)
+    if ctx.settings.blob_root is not None:  # no blob root, no blob store: no blob endpoints
+        app.include_router(blobs.router)
     return app
 
 

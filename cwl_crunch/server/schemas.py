@@ -102,6 +102,10 @@ class SchedulingStatusBody(Body):
     scheduling_status: str
 
 
+class LiveLogBody(Body):
+    files: dict[str, str]
+
+
 class DispatcherBody(Body):
     name: str | None = None
     hostname: str | None = None

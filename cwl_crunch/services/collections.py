@@ -10,6 +10,8 @@ from ..domain.errors import Invalid, NotFound
 from ..domain.principal import Principal
 from ..domain.uuids import COLLECTION, new_uuid, type_of
 from ..domain.validation import PDH_RE
+from ..files import FileBlobStore
+from ..settings import Settings
 from ..store.query import visible_collections
 from ..store.schema import collections
 from .context import Context
@@ -17,6 +19,7 @@ from .listing import ListParams, list_rows
 from .records import plain_view
 
 _CREATABLE = frozenset({"name", "manifest", "properties", "portable_data_hash"})
+_MAX_PROBLEMS = 20
 
 
 def create(ctx: Context, principal: Principal, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -24,6 +27,7 @@ def create(ctx: Context, principal: Principal, body: Mapping[str, Any]) -> dict[
     if unknown:
         raise Invalid(*(f"{name}: cannot be set when creating a collection" for name in unknown))
     manifest = validate_manifest(body.get("manifest", {}))
+    _require_blobs(ctx.settings, manifest)
     pdh = portable_data_hash(manifest)
     if body.get("portable_data_hash") not in (None, pdh):
         raise Invalid(f"portable_data_hash: the manifest hashes to {pdh}, not {body['portable_data_hash']}")
@@ -44,6 +48,30 @@ def create(ctx: Context, principal: Principal, body: Mapping[str, Any]) -> dict[
         "trash_at": None,
     }
     return plain_view(ctx.store.transact(lambda tx: tx.insert_collection(row)))
+
+
+def _require_blobs(settings: Settings, manifest: Mapping[str, Any]) -> None:
+    """Every file's blob is stored, with the size the manifest says (no blob root: not checked)."""
+    if settings.blob_root is None:
+        return
+    blobs = FileBlobStore(settings.blob_root, read_only=True)
+    sizes: dict[str, int | None] = {}
+    problems = []
+    for path, entry in manifest.items():
+        if path.endswith("/"):
+            continue
+        blob = entry["blob"]
+        if blob not in sizes:
+            sizes[blob] = blobs.size(blob)
+        if sizes[blob] is None:
+            problems.append(f"manifest[{path!r}]: blob {blob} is not in the blob store (PUT it to /blobs/{blob} first)")
+        elif sizes[blob] != entry["size"]:
+            problems.append(f"manifest[{path!r}]: size {entry['size']} but blob {blob} has {sizes[blob]} bytes")
+    if len(problems) > _MAX_PROBLEMS:
+        more = len(problems) - _MAX_PROBLEMS
+        problems[_MAX_PROBLEMS:] = [f"... and {more} more files with missing blobs or wrong sizes"]
+    if problems:
+        raise Invalid(*problems)
 
 
 def get(ctx: Context, principal: Principal, uuid_or_pdh: str) -> dict[str, Any]:

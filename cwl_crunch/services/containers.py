@@ -130,6 +130,8 @@ def _apply(tx: Repository, ctx: Context, container: Row, new: ContainerState, pa
         changes.update(lifecycle.final_changes(now))
     updated = tx.update_container(container, changes, now)
     if finishing:
+        if updated["log"]:  # the log collection is saved: the live copy has served its purpose
+            tx.delete_live_logs(updated["uuid"])
         lifecycle.container_finished(tx, ctx, updated, now)
     return updated
 
@@ -209,6 +211,17 @@ def _unlock(tx: Repository, ctx: Context, principal: Principal, container: Row) 
         return cancelled
     tx.delete_container_tokens(container["uuid"])
     return tx.update_container(container, lifecycle.unlock_changes(), now)
+
+
+def secret_mounts(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
+    """The secret mounts, for the crunch-run of a Locked/Running container (its locking token)."""
+    with ctx.store.read() as tx:
+        container = visible_container(tx, principal, uuid)
+    if not principal.is_admin or container["locked_by_uuid"] != principal.token_uuid:
+        raise Forbidden(f"only the token that locked container {uuid} may read its secret mounts")
+    if container["state"] not in (ContainerState.LOCKED.value, ContainerState.RUNNING.value):
+        raise Invalid(f"secret_mounts: container {uuid} is {container['state']}, not Locked or Running")
+    return {"uuid": uuid, "secret_mounts": container["secret_mounts"] or {}}
 
 
 def heartbeat(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:

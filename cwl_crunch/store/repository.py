@@ -27,6 +27,7 @@ from .schema import (
     containers,
     dispatchers,
     events,
+    live_logs,
     request_containers,
     tokens,
     users,
@@ -259,6 +260,26 @@ class Repository:
         d = dispatchers.c
         query = select(dispatchers).where(d.alive.is_(True), d.last_ping_at < before)
         return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    # -- live logs -----------------------------------------------------------------------
+
+    def append_live_logs(self, container_uuid: str, files: Mapping[str, str], now: datetime) -> None:
+        rows = [{"container_uuid": container_uuid, "file": f, "data": d, "created_at": now} for f, d in files.items() if d]
+        if rows:
+            self.conn.execute(insert(live_logs), rows)
+
+    def live_log_files(self, container_uuid: str) -> dict[str, tuple[str, datetime]]:
+        """{file: (its text so far, when it last grew)}."""
+        l = live_logs.c
+        query = select(l.file, l.data, l.created_at).where(l.container_uuid == container_uuid).order_by(l.id)
+        files: dict[str, tuple[str, datetime]] = {}
+        for row in self.conn.execute(query):
+            text = files[row.file][0] + row.data if row.file in files else row.data
+            files[row.file] = (text, row.created_at)
+        return files
+
+    def delete_live_logs(self, container_uuid: str) -> None:
+        self.conn.execute(delete(live_logs).where(live_logs.c.container_uuid == container_uuid))
 
     # -- events --------------------------------------------------------------------------
 

@@ -226,3 +226,16 @@ events = Table(
     _ts("created_at", False),
     Index("ix_events_created_at", "created_at"),
 )
+
+# Log lines of Locked/Running containers, as crunch-run sends them (SPEC §7 "Live logs"), until
+# the container's log collection is saved. `data` is whole timestamped lines of one file.
+live_logs = Table(
+    "live_logs",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("container_uuid", String(27), nullable=False),
+    Column("file", String(255), nullable=False),
+    Column("data", Text, nullable=False),
+    _ts("created_at", False),
+    Index("ix_live_logs_container", "container_uuid", "file", "id"),
+)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,6 +33,20 @@ class FakeClock:
     def advance(self, seconds: float) -> datetime:
         self.now += timedelta(seconds=seconds)
         return self.now
+
+
+class RealClock(FakeClock):
+    """The real time, plus whatever the test advanced it by (for tests of real processes)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta(0)
+
+    def __call__(self) -> datetime:
+        return datetime.now(timezone.utc) + self.offset
+
+    def advance(self, seconds: float) -> datetime:
+        self.offset += timedelta(seconds=seconds)
+        return self()
 
 
 @dataclass
@@ -66,10 +81,19 @@ class RunningService:
 
 
 def start_service(
-    store: Store, settings: Settings | None = None, *, run_janitor: bool = False, event_poll_seconds: float = 0.2
+    store: Store,
+    settings: Settings | None = None,
+    *,
+    run_janitor: bool = False,
+    event_poll_seconds: float = 0.2,
+    blob_root: Path | None = None,
+    clock: FakeClock | None = None,
 ) -> RunningService:
+    """`blob_root`: serve blobs from there (and check manifests against them); default none."""
     settings = settings or Settings(database_url=store.url)
-    clock = FakeClock()
+    if blob_root is not None:
+        settings = replace(settings, blob_root=blob_root)
+    clock = clock or FakeClock()
     ctx = Context(store, settings, clock)
     app = create_app(ctx, run_janitor=run_janitor, event_poll_seconds=event_poll_seconds)
     sock = socket.socket()

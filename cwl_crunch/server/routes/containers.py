@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...services import containers
+from ...services import containers, logs
 from ..deps import ContextDep, ListDep, PrincipalDep
 from ..routing import ServiceRouter
-from ..schemas import ContainerUpdateBody, LockBody, SchedulingStatusBody
+from ..schemas import ContainerUpdateBody, LiveLogBody, LockBody, SchedulingStatusBody
 
 router = ServiceRouter(prefix="/arvados/v1/containers", tags=["containers"])
 
@@ -51,3 +51,14 @@ def heartbeat(uuid: str, ctx: ContextDep, principal: PrincipalDep) -> dict[str, 
 @router.put("/{uuid}/scheduling_status")
 def scheduling_status(uuid: str, body: SchedulingStatusBody, ctx: ContextDep, principal: PrincipalDep) -> dict[str, Any]:
     return containers.set_scheduling_status(ctx, principal, uuid, body.scheduling_status)
+
+
+@router.post("/{uuid}/log")
+def append_log(uuid: str, body: LiveLogBody, ctx: ContextDep, principal: PrincipalDep) -> dict[str, Any]:
+    """crunch-run's live log lines (SPEC §7): kept until the log collection is saved."""
+    return logs.append(ctx, principal, uuid, body.files)
+
+
+@router.get("/{uuid}/secret_mounts")
+def secret_mounts(uuid: str, ctx: ContextDep, principal: PrincipalDep) -> dict[str, Any]:
+    return containers.secret_mounts(ctx, principal, uuid)

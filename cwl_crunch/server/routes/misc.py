@@ -22,6 +22,7 @@ def config(ctx: ContextDep) -> dict[str, Any]:
         "default_container_count_max": s.default_container_count_max,
         "max_container_count_max": s.max_container_count_max,
         "max_dispatch_attempts": s.max_dispatch_attempts,
+        "container_heartbeat_timeout": s.container_heartbeat_timeout.total_seconds(),
         "blob_store_url": s.blob_store_url,
         "api_version": "v1",
     }

@@ -1,0 +1,210 @@
+"""The dispatcher loop (SPEC §6): one `tick(now)` does a whole round, `run()` repeats it.
+
+A round: ping the API; reconcile the containers this dispatcher holds with the crunch-runs its
+backend has alive (unlock Locked ones whose crunch-run is gone: after a restart, or a crash
+before it started); then walk the queue by priority, locking and starting what fits in the free
+capacity, failing what can never fit (unsatisfiable), and publishing why the rest waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..client import ApiError, Client
+from .backends import Backend, Capacity
+
+log = logging.getLogger(__name__)
+GiB = 1 << 30
+
+
+@dataclass
+class Usage:
+    vcpus: float = 0.0
+    ram: int = 0
+    supervisors: int = 0
+
+    def add(self, container: dict[str, Any]) -> None:
+        if _is_supervisor(container):
+            self.supervisors += 1
+        else:
+            self.vcpus += _vcpus(container)
+            self.ram += _ram(container)
+
+
+class Dispatcher:
+    def __init__(self, api: Client, backend: Backend, *, name: str = "", ping_seconds: float = 5.0) -> None:
+        self.api = api
+        self.backend = backend
+        self.name = name or f"{backend.name}@{platform.node()}"
+        self.ping_seconds = ping_seconds
+        self.uuid: str | None = None
+        self._last_ping = 0.0
+        self._published: dict[str, str] = {}  # scheduling status last sent, per container
+
+    def register(self, remembered: Path | None = None) -> str:
+        """Register, or take up again the identity saved in `remembered` (so that after a restart
+        this dispatcher finds the containers it had locked and adopts or unlocks them)."""
+        if remembered is not None and remembered.exists():
+            uuid = remembered.read_text().strip()
+            try:
+                self.api.request("POST", f"/dispatchers/{uuid}/ping")
+                self.uuid = uuid
+                return uuid
+            except ApiError as error:
+                if error.status != 404:
+                    raise
+        record = self.api.create("dispatchers", {"name": self.name, "hostname": platform.node(),
+                                                 "backend": self.backend.name})
+        self.uuid = record["uuid"]
+        if remembered is not None:
+            remembered.write_text(self.uuid)
+        return self.uuid
+
+    def run(self, interval: float = 0.5) -> None:
+        if self.uuid is None:
+            self.register()
+        while True:
+            try:
+                self.tick()
+            except (ApiError, OSError) as error:
+                log.warning("dispatch round failed: %s", error)
+            time.sleep(interval)
+
+    # -- one round -----------------------------------------------------------------------
+
+    def tick(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if now - self._last_ping >= self.ping_seconds:
+            self.api.request("POST", f"/dispatchers/{self.uuid}/ping")
+            self._last_ping = now
+        usage = self._reconcile()
+        self._dispatch(usage)
+
+    def _reconcile(self) -> Usage:
+        """What our live crunch-runs use; Locked containers without one go back to the queue."""
+        alive = self.backend.alive()
+        usage = Usage()
+        mine = self.api.list("containers", filters=[["dispatcher_uuid", "=", self.uuid],
+                                                    ["state", "in", ["Locked", "Running"]]])
+        for container in mine:
+            if container["uuid"] in alive:
+                usage.add(container)
+            elif container["state"] == "Locked":
+                log.info("unlocking %s: its crunch-run is gone", container["uuid"])
+                self._quietly("POST", f"/containers/{container['uuid']}/unlock")
+            # Running without crunch-run: the API's heartbeat rule settles it (SPEC §3.3).
+        return usage
+
+    def _dispatch(self, usage: Usage) -> None:
+        capacity = self.backend.capacity
+        queue = self.api.list("containers", filters=[["state", "=", "Queued"], ["priority", ">", 0]],
+                              order="priority desc")
+        position = 0
+        for container in queue:
+            uuid = container["uuid"]
+            too_big = _unsatisfiable(container, capacity)
+            if too_big:
+                self._fail_unsatisfiable(container, too_big)
+                continue
+            not_before = _not_before(container)
+            if not_before is not None and not_before > datetime.now(timezone.utc):
+                self._publish(uuid, f"Waiting until {not_before.strftime('%Y-%m-%dT%H:%M:%SZ')} before retrying"
+                                    f" (attempt {container.get('lock_count', 0) + 1}).")
+                continue
+            if _fits(container, usage, capacity):
+                if self._lock_and_start(container):
+                    usage.add(container)
+                continue
+            position += 1
+            if _is_supervisor(container):
+                why = f"All {capacity.supervisors} workflow runner slots are in use."
+            elif usage.ram + _ram(container) > capacity.ram:
+                why = f"All {capacity.ram / GiB:g} GiB of RAM are in use."
+            else:
+                why = f"All {capacity.vcpus:g} vCPUs are in use."
+            self._publish(uuid, f"Waiting in queue at position {position}. {why}")
+
+    def _lock_and_start(self, container: dict[str, Any]) -> bool:
+        uuid = container["uuid"]
+        try:
+            locked = self.api.request("POST", f"/containers/{uuid}/lock", {"dispatcher_uuid": self.uuid})
+        except ApiError as error:
+            if error.status == 422:  # another dispatcher won, or it changed meanwhile
+                return False
+            raise
+        self._published.pop(uuid, None)
+        self._quietly("PUT", f"/containers/{uuid}/scheduling_status", {"scheduling_status": "Preparing runtime environment."})
+        try:
+            self.backend.start(locked)
+        except OSError as error:
+            log.error("cannot start crunch-run for %s: %s", uuid, error)
+            self._quietly("POST", f"/containers/{uuid}/unlock")
+            return False
+        return True
+
+    def _fail_unsatisfiable(self, container: dict[str, Any], reason: str) -> None:
+        uuid = container["uuid"]
+        try:
+            self.api.request("POST", f"/containers/{uuid}/lock", {"dispatcher_uuid": self.uuid})
+        except ApiError:
+            return
+        error = f"constraints not satisfiable: {reason}"
+        log.info("%s: %s", uuid, error)
+        self._quietly("PUT", f"/containers/{uuid}", {"state": "Cancelled",
+                                                     "runtime_status": {"error": error, "cause": "unsatisfiable"}})
+
+    def _publish(self, uuid: str, text: str) -> None:
+        if self._published.get(uuid) != text:
+            self._quietly("PUT", f"/containers/{uuid}/scheduling_status", {"scheduling_status": text})
+            self._published[uuid] = text
+
+    def _quietly(self, method: str, path: str, body: Any = None) -> None:
+        try:
+            self.api.request(method, path, body)
+        except ApiError as error:
+            log.info("%s %s: %s", method, path, error)
+
+
+def _vcpus(container: dict[str, Any]) -> float:
+    return float((container.get("runtime_constraints") or {}).get("vcpus") or 1)
+
+
+def _ram(container: dict[str, Any]) -> int:
+    return int((container.get("runtime_constraints") or {}).get("ram") or 0)
+
+
+def _is_supervisor(container: dict[str, Any]) -> bool:
+    return bool((container.get("scheduling_parameters") or {}).get("supervisor"))
+
+
+def _fits(container: dict[str, Any], usage: Usage, capacity: Capacity) -> bool:
+    if _is_supervisor(container):
+        return usage.supervisors < capacity.supervisors
+    return usage.vcpus + _vcpus(container) <= capacity.vcpus and usage.ram + _ram(container) <= capacity.ram
+
+
+def _unsatisfiable(container: dict[str, Any], capacity: Capacity) -> str | None:
+    """Why the container can never run here, or None."""
+    if _is_supervisor(container):
+        return None
+    if _ram(container) > capacity.ram:
+        return f"needs {_ram(container) / GiB:g} GiB RAM, this node has {capacity.ram / GiB:g} GiB"
+    if _vcpus(container) > capacity.vcpus:
+        return f"needs {_vcpus(container):g} vCPUs, this node has {capacity.vcpus:g}"
+    return None
+
+
+def _not_before(container: dict[str, Any]) -> datetime | None:
+    text = (container.get("scheduling_parameters") or {}).get("not_before")
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None

@@ -1,0 +1,499 @@
+"""crunch-run: execute one Locked container, SPEC §7 step by step.
+
+    fetch → stage mounts → prepare runtime → Running → run (heartbeat, watch) → finalize
+
+Each failure maps to one final state (the `Failure` raised says which); the final state is
+decided exactly once (`Outcome`), so a signal arriving while output is being saved cannot turn
+Complete into Cancelled or back. Runs as `crunchctl run-container UUID`, started by a dispatcher
+that passes the API URL and its own token in the environment (never on the command line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..client import ApiError, Client
+from .keep import Keep
+from .logs import LiveSender, LogFile, Throttle
+from .runtimes import (
+    NOT_STARTED,
+    Bind,
+    CommandNotStarted,
+    ImageNotFound,
+    ProcessSpec,
+    Runtime,
+    RuntimeUnavailable,
+)
+from .runtimes.docker import DockerRuntime
+from .runtimes.local import LocalRuntime
+
+PDH_RE = re.compile(r"^[0-9a-f]{64}\+\d+$")
+LOG_FILES = ("crunch-run.txt", "stdout.txt", "stderr.txt", "crunchstat.txt")
+
+
+@dataclass
+class Options:
+    work_root: Path
+    blob_root: Path | None = None
+    heartbeat_seconds: float | None = None  # default: a quarter of the server's heartbeat timeout
+    watch_seconds: float = 1.0
+    grace_seconds: float = 10.0
+    crunchstat_seconds: float = 10.0
+    hidden: tuple[Path, ...] = ()  # host paths the container must not see (data dir, tokens)
+    engine: str | None = None  # docker-compatible CLI for non-empty container_image
+
+
+class Failure(Exception):
+    """A step failed: the container ends `state` with `cause` and `error` (Queued = unlock)."""
+
+    def __init__(self, error: str, cause: str = "infrastructure", state: str = "Cancelled") -> None:
+        super().__init__(error)
+        self.error, self.cause, self.state = error, cause, state
+
+
+class Outcome:
+    """The final state, decided once; later decisions are ignored."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.state: str | None = None
+        self.cause: str | None = None
+        self.error: str | None = None
+
+    def decide(self, state: str, cause: str | None = None, error: str | None = None) -> bool:
+        with self._lock:
+            if self.state is not None:
+                return False
+            self.state, self.cause, self.error = state, cause, error
+            return True
+
+
+class CrunchRun:
+    def __init__(self, api: Client, uuid: str, options: Options) -> None:
+        self.api, self.uuid, self.options = api, uuid, options
+        self.workdir = options.work_root / uuid
+        self.outcome = Outcome()
+        self.cancel_requested = threading.Event()
+        self.cancel_cause = "user"
+        self.container: dict[str, Any] = {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.runtime: Runtime | None = None
+        self.spec: ProcessSpec | None = None
+        self.logs: dict[str, LogFile] = {}
+        self.live: LiveSender | None = None
+
+    # -- the steps -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            if not self._fetch():
+                return 0
+        except (ApiError, OSError) as error:
+            print(f"crunch-run {self.uuid}: cannot fetch the container: {error}", file=sys.stderr)
+            self._unlock_quietly()
+            return 1
+        self._open_logs()
+        exit_code: int | None = None
+        try:
+            self.say(f"crunch-run {__version__} on {platform.node()}, Python {platform.python_version()}")
+            self.say(f"container {self.uuid}: {self.container['command']}")
+            self._status({"activity": "staging inputs"})
+            binds, streams = self._stage()
+            self.runtime, self.spec = self._prepare(binds, streams)
+            self._set({"state": "Running", "runtime_status": {"activity": None}})
+            self.say("state Running")
+            exit_code = self._execute()
+        except Failure as failure:
+            self.say(f"error: {failure.error}")
+            self.outcome.decide(failure.state, failure.cause, failure.error)
+        except Exception as error:  # noqa: BLE001 - whatever it was, the container must end
+            self.say(f"error: crunch-run failed: {error!r}")
+            self.outcome.decide("Cancelled", "infrastructure", f"crunch-run failed: {error}")
+        finally:
+            if self.runtime is not None and self.spec is not None:
+                self.runtime.cleanup(self.spec)
+        return self._finalize(exit_code)
+
+    def _fetch(self) -> bool:
+        """The container, if it is Locked by our token; else nothing to do (exit 0)."""
+        self.container = self.api.get("containers", self.uuid)
+        me = self.api.request("GET", "/users/current")
+        if self.options.heartbeat_seconds is None:
+            timeout = self.api.request("GET", "/config").get("container_heartbeat_timeout") or 60
+            self.options.heartbeat_seconds = min(10.0, max(0.2, timeout / 4))
+        if self.container["state"] != "Locked" or self.container["locked_by_uuid"] != me["token_uuid"]:
+            print(f"crunch-run {self.uuid}: {self.container['state']}, not Locked by this dispatcher; nothing to do",
+                  file=sys.stderr)
+            return False
+        self.secret_mounts = self.api.request("GET", f"/containers/{self.uuid}/secret_mounts")["secret_mounts"]
+        return True
+
+    def _open_logs(self) -> None:
+        if self.workdir.exists():
+            shutil.rmtree(self.workdir)  # a previous attempt of this same container on this worker
+        (self.workdir / "log").mkdir(parents=True)
+        self.live = LiveSender(self._send_live, lambda e: print(f"crunch-run: live log: {e}", file=sys.stderr))
+        for name in LOG_FILES:
+            echo = sys.stderr.buffer if name == "crunch-run.txt" else None
+            throttle = Throttle() if name != "crunch-run.txt" else None
+            self.logs[name] = LogFile(self.workdir / "log" / name, self.live, throttle, echo)
+        container_json = {k: v for k, v in self.container.items() if k not in ("auth", "secret_mounts")}
+        (self.workdir / "log" / "container.json").write_text(json.dumps(container_json, indent=2, sort_keys=True))
+        node = {"hostname": platform.node(), "cpus": os.cpu_count(), "ram": _host_ram(),
+                "engine": self.options.engine or "none", "python": platform.python_version()}
+        (self.workdir / "log" / "node.json").write_text(json.dumps(node, indent=2, sort_keys=True))
+
+    def _stage(self) -> tuple[list[Bind], dict[str, Path]]:
+        """Mounts become binds; `stdin`/`stdout`/`stderr` mounts become host files."""
+        keep = self._keep()
+        mounts = {**(self.container.get("mounts") or {}), **(self.secret_mounts or {})}
+        binds: list[Bind] = []
+        streams: dict[str, Path] = {}
+        staged = self.workdir / "mounts"
+        for index, (target, mount) in enumerate(sorted(mounts.items())):
+            if target in ("stdout", "stderr"):
+                continue  # files under output_path, resolved once the binds are known
+            try:
+                source = self._stage_one(keep, staged / str(index), mount)
+            except Failure:
+                raise
+            except Exception as error:  # noqa: BLE001 - named and reported
+                raise Failure(f"cannot stage mount {target}: {error}", cause="setup") from error
+            if target == "stdin":
+                streams["stdin"] = source
+                continue
+            binds.append(Bind(source, target, writable=mount.get("kind") == "tmp"))
+            self.say(f"mount {target}: {mount.get('kind')}")
+        for name in ("stdout", "stderr"):
+            if name in mounts:
+                path = mounts[name].get("path", "")
+                host = _inside(binds, path, self.container["output_path"])
+                if host is None:
+                    raise Failure(f"cannot stage mount {name}: {path!r} is not a file under output_path", cause="setup")
+                host.parent.mkdir(parents=True, exist_ok=True)
+                streams[name] = host
+        return binds, streams
+
+    def _stage_one(self, keep: Keep, place: Path, mount: dict[str, Any]) -> Path:
+        kind = mount.get("kind")
+        if kind == "collection":
+            pdh = mount.get("portable_data_hash", "")
+            root = keep.materialise(pdh)
+            source = root / mount.get("path", "").lstrip("/")
+            if not source.exists():
+                raise Failure(f"cannot stage mount: {mount.get('path')!r} is not in collection {pdh}", cause="setup")
+            return source
+        if kind == "tmp":
+            place.mkdir(parents=True)
+            return place
+        if kind in ("json", "text"):
+            place.parent.mkdir(parents=True, exist_ok=True)
+            content = mount.get("content")
+            place.write_text(json.dumps(content) if kind == "json" else str(content))
+            return place
+        raise Failure(f"cannot stage mount of kind {kind!r}", cause="setup")
+
+    def _prepare(self, binds: list[Bind], streams: dict[str, Path]) -> tuple[Runtime, ProcessSpec]:
+        image = self.container.get("container_image") or ""
+        runtime: Runtime = LocalRuntime() if not image else self._engine_runtime(image)
+        constraints = self.container.get("runtime_constraints") or {}
+        environment = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                       "HOME": self.container["output_path"], "TMPDIR": "/tmp",
+                       **(self.container.get("environment") or {})}
+        if constraints.get("API"):
+            environment.update(CRUNCH_API=self.api.url, CRUNCH_API_TOKEN=self.container["auth"],
+                               CRUNCH_CONTAINER_UUID=self.uuid)
+        spec = ProcessSpec(
+            command=list(self.container["command"]),
+            cwd=self.container.get("cwd") or self.container["output_path"],
+            environment=environment,
+            binds=binds,
+            stdin=streams.get("stdin"),
+            network=bool(constraints.get("API")),
+            ram=constraints.get("ram"),
+            vcpus=constraints.get("vcpus"),
+            hidden=[*self.options.hidden, self.options.work_root],
+            name=self.uuid,
+        )
+        self.streams = streams
+        try:
+            if image:
+                spec.image = self._image(runtime, image)
+            runtime.prepare(spec)
+        except RuntimeUnavailable as error:
+            raise Failure(str(error), cause=error.cause) from error
+        except ImageNotFound as error:
+            raise Failure(f"container image not found: {error}", cause="setup") from error
+        self.say(f"runtime {runtime.name}")
+        return runtime, spec
+
+    def _engine_runtime(self, image: str) -> Runtime:
+        engine = self.options.engine or next((e for e in ("podman", "docker") if shutil.which(e)), None)
+        if engine is None:
+            raise Failure(f"container_image {image!r}: this worker has no container engine (docker or podman)",
+                          cause="setup")
+        return DockerRuntime(engine)
+
+    def _image(self, runtime: Runtime, image: str) -> str:
+        """An engine reference as is; a collection's hash → its image tarball, loaded once per worker."""
+        if not PDH_RE.match(image):
+            return image
+        self._status({"activity": "loading image"})
+        self.say(f"loading image from collection {image}")
+        try:
+            directory = self._keep().materialise(image)
+        except (ApiError, OSError) as error:
+            raise ImageNotFound(f"collection {image}: {error}") from error
+        tarballs = sorted(p for p in directory.rglob("*.tar") if p.is_file())
+        if len(tarballs) != 1:
+            raise ImageNotFound(f"collection {image} must hold exactly one image tarball (*.tar), not {len(tarballs)}")
+        assert isinstance(runtime, DockerRuntime)
+        return runtime.load_tarball(tarballs[0])
+
+    def _execute(self) -> int | None:
+        """Run the process to its end (or until cancelled / timed out); its exit code."""
+        assert self.runtime is not None and self.spec is not None
+        files = {name: self.streams[name].open("wb") for name in ("stdout", "stderr") if name in self.streams}
+        self.spec.stdout, self.spec.stderr = files.get("stdout"), files.get("stderr")
+        try:
+            self.process = self.runtime.start(self.spec)
+        except CommandNotStarted as error:
+            raise Failure(str(error), cause="setup") from error
+        except OSError as error:
+            raise Failure(f"cannot start the command: {error}", cause="setup") from error
+        finally:
+            for f in files.values():
+                f.close()
+        self.say(f"started process {self.process.pid}")
+        pumps = [self._pump(stream, self.logs[name]) for stream, name in
+                 ((self.process.stdout, "stdout.txt"), (self.process.stderr, "stderr.txt")) if stream is not None]
+        stop = threading.Event()
+        watchers = [threading.Thread(target=target, args=(stop,), daemon=True)
+                    for target in (self._heartbeat, self._watch, self._crunchstat)]
+        for thread in watchers:
+            thread.start()
+        max_run_time = (self.container.get("scheduling_parameters") or {}).get("max_run_time") or 0
+        deadline = time.monotonic() + max_run_time if max_run_time else None
+        while (returncode := self.process.poll()) is None:
+            if self.cancel_requested.is_set():
+                self._stop("cancelled")
+                self.outcome.decide("Cancelled", self.cancel_cause, None)
+            elif deadline is not None and time.monotonic() > deadline:
+                self._stop(f"max_run_time {max_run_time} s exceeded")
+                self.outcome.decide("Cancelled", "timeout", f"max_run_time of {max_run_time} s exceeded")
+            try:
+                self.process.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                pass
+        for pump in pumps:
+            pump.join()
+        stop.set()
+        self.say(f"process exited with status {returncode}")
+        head = b""
+        stderr_log = self.workdir / "log" / "stderr.txt"
+        if stderr_log.exists():
+            head = b" ".join(line.split(b" ", 1)[-1] for line in stderr_log.read_bytes().splitlines()[:1])
+        problem = self.runtime.start_failure(returncode, head)
+        if problem is not None:
+            raise Failure(f"{NOT_STARTED.format(self.spec.command[0])} ({problem})", cause="setup")
+        exit_code = returncode if returncode >= 0 else 128 - returncode
+        if self.outcome.state is None:
+            self._quietly(self._set, {"exit_code": exit_code})
+        return exit_code
+
+    def _finalize(self, exit_code: int | None) -> int:
+        """Save output and logs, then the final state (decided once)."""
+        keep = self._keep()
+        changes: dict[str, Any] = {}
+        finished = self.outcome.state is None and exit_code is not None  # Complete once the output is saved
+        output_dir = _inside(self.spec.binds if self.spec else [], self.container["output_path"], "/")
+        if output_dir is not None and output_dir.is_dir():  # partial output is saved on Cancelled too
+            self._quietly(self._status, {"activity": "uploading output"})
+            try:
+                manifest = keep.capture(output_dir, self.container.get("output_glob") or None)
+                changes["output"] = keep.save(manifest, f"output for {self.uuid}")
+                self.say(f"output {changes['output']}")
+            except Exception as error:  # noqa: BLE001 - Complete becomes Cancelled, reported
+                self.say(f"error: cannot save the output: {error}")
+                self.outcome.decide("Cancelled", "infrastructure", f"cannot save the output: {error}")
+        if finished:
+            self.outcome.decide("Complete")
+        state = self.outcome.state or "Cancelled"
+        self.say(f"final state {state}" + (f" ({self.outcome.error})" if self.outcome.error else ""))
+        for log in self.logs.values():
+            log.close()
+        if self.live is not None:
+            self.live.close()
+        try:
+            changes["log"] = keep.save(keep.capture(self.workdir / "log"), f"log for {self.uuid}")
+        except Exception as error:  # noqa: BLE001 - the live log is kept by the server
+            print(f"crunch-run {self.uuid}: cannot save the log collection (the live log is kept): {error}",
+                  file=sys.stderr)
+        if state == "Queued":
+            self._unlock_quietly()
+            return 1
+        changes["state"] = state
+        if state == "Complete":
+            changes["exit_code"] = exit_code
+        status = {k: v for k, v in (("cause", self.outcome.cause), ("error", self.outcome.error)) if v}
+        changes["runtime_status"] = {"activity": None, **status}
+        try:
+            self._set(changes)
+        except ApiError as error:
+            print(f"crunch-run {self.uuid}: cannot record the final state {state}: {error}", file=sys.stderr)
+            return 1
+        return 0
+
+    # -- while running -------------------------------------------------------------------
+
+    def _pump(self, stream: Any, log: LogFile) -> threading.Thread:
+        def pump() -> None:
+            while chunk := stream.read1(65536):
+                log.feed(chunk)
+            stream.close()
+
+        thread = threading.Thread(target=pump, daemon=True)
+        thread.start()
+        return thread
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        while not stop.wait(self.options.heartbeat_seconds or 5.0):
+            self._quietly(self.api.request, "POST", f"/containers/{self.uuid}/heartbeat")
+
+    def _watch(self, stop: threading.Event) -> None:
+        """Cancel when the container's priority drops to 0 or someone cancelled it."""
+        while not stop.wait(self.options.watch_seconds):
+            try:
+                current = self.api.get("containers", self.uuid)
+            except (ApiError, OSError):
+                continue
+            if current["priority"] == 0 or current["state"] == "Cancelled":
+                self.cancel_cause = "user"
+                self.cancel_requested.set()
+                return
+
+    def _crunchstat(self, stop: threading.Event) -> None:
+        log = self.logs["crunchstat.txt"]
+        while self.process is not None:
+            log.write(_usage(self.process.pid))
+            if stop.wait(self.options.crunchstat_seconds):
+                return
+
+    def _stop(self, why: str) -> None:
+        """SIGTERM to the process group, SIGKILL after the grace period."""
+        assert self.process is not None
+        if self.process.poll() is not None:
+            return
+        self.say(f"stopping the process: {why}")
+        _signal_group(self.process, signal.SIGTERM)
+        try:
+            self.process.wait(self.options.grace_seconds)
+        except subprocess.TimeoutExpired:
+            self.say(f"still running after {self.options.grace_seconds:g} s: SIGKILL")
+            _signal_group(self.process, signal.SIGKILL)
+
+    def on_signal(self, signum: int, _frame: Any) -> None:
+        """SIGTERM/SIGINT to crunch-run: cancel (a retryable cause: nobody asked the container to stop)."""
+        if not self.cancel_requested.is_set():
+            self.cancel_cause = "infrastructure"
+            self.cancel_requested.set()
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        if "crunch-run.txt" in self.logs:
+            self.logs["crunch-run.txt"].write(text)
+        else:
+            print(f"crunch-run {self.uuid}: {text}", file=sys.stderr)
+
+    def _keep(self) -> Keep:
+        return Keep(self.api, self.options.blob_root, self.options.work_root / "collections")
+
+    def _set(self, changes: dict[str, Any]) -> None:
+        self.container = self.api.update("containers", self.uuid, changes)
+
+    def _status(self, status: dict[str, Any]) -> None:
+        self._set({"runtime_status": status})
+
+    def _send_live(self, batch: dict[str, str]) -> None:
+        self.api.request("POST", f"/containers/{self.uuid}/log", {"files": batch})
+
+    def _quietly(self, call: Any, *args: Any) -> None:
+        try:
+            call(*args)
+        except (ApiError, OSError) as error:
+            print(f"crunch-run {self.uuid}: {error}", file=sys.stderr)
+
+    def _unlock_quietly(self) -> None:
+        self._quietly(self.api.request, "POST", f"/containers/{self.uuid}/unlock")
+
+
+def _inside(binds: list[Bind], path: str, under: str) -> Path | None:
+    """The host path of `path` inside the container, if it is under `under` and a bind holds it."""
+    if not path.startswith("/") or ".." in path.split("/") or not (path + "/").startswith(under.rstrip("/") + "/"):
+        return None
+    for bind in sorted(binds, key=lambda b: len(b.target), reverse=True):
+        target = bind.target.rstrip("/")
+        if path == target or path.startswith(target + "/"):
+            return bind.source / path[len(target):].lstrip("/")
+    return None
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _host_ram() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 0
+
+
+def _usage(pid: int) -> str:
+    """CPU seconds and resident memory of the process group led by `pid` (crunchstat line)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    user = system = rss = 0
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) != pid:  # process group id
+            continue
+        count += 1
+        user += int(fields[11])
+        system += int(fields[12])
+        rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    return f"cpu {user / ticks:.2f} user {system / ticks:.2f} sys; mem {rss} rss; processes {count}"
+
+
+def main(uuid: str, options: Options) -> int:
+    api_url = os.environ.get("CRUNCH_API")
+    token = os.environ.get("CRUNCH_DISPATCH_TOKEN")
+    if not api_url or not token:
+        print("crunch-run: CRUNCH_API and CRUNCH_DISPATCH_TOKEN must be set by the dispatcher", file=sys.stderr)
+        return 2
+    run = CrunchRun(Client(api_url, token), uuid, options)
+    signal.signal(signal.SIGTERM, run.on_signal)
+    signal.signal(signal.SIGINT, run.on_signal)
+    return run.run()

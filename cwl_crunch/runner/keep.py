@@ -1,0 +1,114 @@
+"""Collections for crunch-run: materialise inputs once per worker, capture outputs and logs.
+
+Blobs are read from and written to the blob root directly when this worker shares the API
+server's filesystem (`CRUNCH_BLOB_ROOT`): inputs are then hard links, never copies. Otherwise
+they travel over the API, and only blobs the server lacks are uploaded.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..client import Client
+from ..domain.collections import portable_data_hash
+from ..files.blobs import FileBlobStore
+
+CHUNK = 1 << 20
+
+
+class Keep:
+    def __init__(self, api: Client, blob_root: Path | None, cache_dir: Path) -> None:
+        self.api = api
+        self.local = FileBlobStore(blob_root) if blob_root is not None and blob_root.is_dir() else None
+        self.cache_dir = cache_dir
+
+    # -- inputs --------------------------------------------------------------------------
+
+    def materialise(self, pdh: str) -> Path:
+        """A read-only directory with the collection's files, built once per worker and shared."""
+        final = self.cache_dir / pdh
+        if final.is_dir():
+            return final
+        manifest = self.api.get("collections", pdh)["manifest"]
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=f".{pdh[:16]}-", dir=self.cache_dir))
+        try:
+            for path, entry in sorted(manifest.items()):
+                target = building / path
+                if path.endswith("/"):
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._fetch(entry["blob"], target)
+            os.rename(building, final)  # atomic: another crunch-run may have won; then use theirs
+        except OSError:
+            shutil.rmtree(building, ignore_errors=True)
+            if not final.is_dir():
+                raise
+        return final
+
+    def _fetch(self, sha256: str, target: Path) -> None:
+        source = self.local.local_path(sha256) if self.local is not None else None
+        if source is not None and source.exists():
+            try:
+                os.link(source, target)
+                return
+            except OSError:  # another filesystem: copy
+                shutil.copyfile(source, target)
+                return
+        target.write_bytes(self.api.get_blob(sha256))
+
+    # -- outputs and logs ----------------------------------------------------------------
+
+    def capture(self, directory: Path, globs: list[str] | None = None) -> dict[str, Any]:
+        """Upload the files under `directory` (those matching `globs`, if any); their manifest."""
+        manifest: dict[str, Any] = {}
+        for root, dirs, files in os.walk(directory):
+            dirs.sort()
+            relative_root = Path(root).relative_to(directory)
+            for name in sorted(files):
+                path = Path(root) / name
+                relative = str(relative_root / name) if str(relative_root) != "." else name
+                if globs and not _matches(relative, globs):
+                    continue
+                if not path.is_file():
+                    continue  # sockets, fifos, dangling links
+                manifest[relative] = self.store_file(path)
+            if not files and not dirs and str(relative_root) != "." and not globs:
+                manifest[str(relative_root) + "/"] = {}
+        return manifest
+
+    def store_file(self, path: Path) -> dict[str, Any]:
+        if self.local is not None:
+            sha256, size = self.local.put_file(path)
+            return {"blob": sha256, "size": size}
+        digest, size = hashlib.sha256(), 0
+        with path.open("rb") as f:
+            while chunk := f.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+        sha256 = digest.hexdigest()
+        if not self.api.has_blob(sha256):
+            self.api.put_blob(sha256, path.read_bytes())
+        return {"blob": sha256, "size": size}
+
+    def save(self, manifest: dict[str, Any], name: str) -> str:
+        """Record a collection; its portable data hash."""
+        record = self.api.create("collections", {"name": name, "manifest": manifest})
+        pdh = record["portable_data_hash"]
+        if pdh != portable_data_hash(manifest):
+            raise RuntimeError(f"the server computed {pdh} for a manifest hashing to {portable_data_hash(manifest)}")
+        return pdh
+
+
+def _matches(relative: str, globs: list[str]) -> bool:
+    """output_glob: a pattern matches a file or a directory holding it."""
+    parts = relative.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    return any(fnmatch.fnmatchcase(prefix, pattern) for pattern in globs for prefix in prefixes)

@@ -1,0 +1,195 @@
+"""crunch-run's log pipeline (SPEC §7 "Logs").
+
+Every line of every `.txt` log gets a fixed-width UTC timestamp with nanoseconds and is written
+to the file that ends up in the log collection. The same stamped lines go to the live view (the
+API's live log), in batches of at most one per second, sooner when a batch passes 64 KiB. A
+throttle protects the API only: above the rate limit the live view gets a notice and later a
+count of what it skipped, while the file still gets every byte.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+LINE_LIMIT = 64 * 1024
+CONTINUED = b"[...]"
+BATCH_BYTES = 64 * 1024
+BATCH_SECONDS = 1.0
+
+
+def timestamp(ns: int | None = None) -> bytes:
+    """`2026-11-22T10:15:30.123456789Z`: always 30 characters."""
+    ns = time.time_ns() if ns is None else ns
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)).encode() + b".%09dZ" % fraction
+
+
+def split_line(line: bytes, limit: int = LINE_LIMIT) -> list[bytes]:
+    """Cut a line longer than `limit` into segments; continued ones end and resume with `[...]`."""
+    if len(line) <= limit:
+        return [line]
+    room = limit - 2 * len(CONTINUED)
+    pieces = [line[i : i + room] for i in range(0, len(line), room)]
+    return [
+        (CONTINUED if i else b"") + piece + (CONTINUED if i < len(pieces) - 1 else b"")
+        for i, piece in enumerate(pieces)
+    ]
+
+
+class Throttle:
+    """At most `max_bytes` and `max_lines` per `period` seconds reach the live view."""
+
+    def __init__(self, max_bytes: int = 65536, max_lines: int = 1024, period: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_bytes, self.max_lines, self.period, self.clock = max_bytes, max_lines, period, clock
+        self._window_start = clock()
+        self._bytes = self._lines = 0
+        self._silenced_until: float | None = None
+        self.skipped = 0
+
+    def admit(self, line: bytes) -> list[bytes]:
+        """What the live view gets for `line` (stamped): the line, notices, or nothing."""
+        now = self.clock()
+        out: list[bytes] = []
+        if self._silenced_until is not None:
+            if now < self._silenced_until:
+                self.skipped += len(line)
+                return out
+            out.append(_notice(f"Skipped {self.skipped} bytes of log"))
+            self._silenced_until = None
+            self.skipped = 0
+            self._window_start, self._bytes, self._lines = now, 0, 0
+        if now - self._window_start >= self.period:
+            self._window_start, self._bytes, self._lines = now, 0, 0
+        self._bytes += len(line)
+        self._lines += 1
+        if self._bytes > self.max_bytes or self._lines > self.max_lines:
+            wait = max(1, round(self._window_start + self.period - now))
+            self._silenced_until = now + wait
+            self.skipped = len(line)
+            what = (f"Exceeded rate {self.max_bytes} bytes per {self.period:.0f} seconds" if self._bytes > self.max_bytes
+                    else f"Exceeded rate {self.max_lines} lines per {self.period:.0f} seconds")
+            out.append(_notice(f"{what}. Logging will be silenced for the next {wait} seconds. A complete log "
+                               "is still being written and will be available when the container finishes."))
+            return out
+        out.append(line)
+        return out
+
+
+def _notice(text: str) -> bytes:
+    return timestamp() + b" " + text.encode() + b"\n"
+
+
+class LiveSender:
+    """Collects stamped lines per file and sends them to the API from one background thread."""
+
+    def __init__(self, send: Callable[[dict[str, str]], None], on_error: Callable[[Exception], None]) -> None:
+        self._send = send
+        self._on_error = on_error
+        self._pending: dict[str, list[bytes]] = {}
+        self._size = 0
+        self._lock = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="live-log", daemon=True)
+        self._thread.start()
+
+    def add(self, file: str, data: bytes) -> None:
+        with self._lock:
+            first = not self._pending
+            self._pending.setdefault(file, []).append(data)
+            self._size += len(data)
+            if first or self._size >= BATCH_BYTES:  # start the one-second clock, or send now
+                self._lock.notify()
+
+    def _take(self) -> dict[str, str]:
+        batch = {name: b"".join(parts).decode(errors="replace") for name, parts in self._pending.items()}
+        self._pending, self._size = {}, 0
+        return batch
+
+    def _run(self) -> None:
+        last = 0.0
+        while True:
+            with self._lock:
+                while not self._closed and self._size < BATCH_BYTES and (not self._pending or time.monotonic() - last < BATCH_SECONDS):
+                    timeout = BATCH_SECONDS - (time.monotonic() - last) if self._pending else None
+                    self._lock.wait(timeout=timeout)
+                batch = self._take()
+                closed = self._closed
+            if batch:
+                last = time.monotonic()
+                try:
+                    self._send(batch)
+                except Exception as error:  # noqa: BLE001 - the live view is best effort; the files are not
+                    self._on_error(error)
+            if closed:
+                return
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Send what is pending and stop."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify()
+        self._thread.join(timeout)
+
+
+class LogFile:
+    """One `.txt` log: stamped lines to a local file, the live view (throttled) and optional echo."""
+
+    def __init__(self, path: Path, live: LiveSender | None, throttle: Throttle | None = None,
+                 echo: BinaryIO | None = None) -> None:
+        self.path = path
+        self.name = path.name
+        self._file = path.open("ab")
+        self._live = live
+        self._throttle = throttle
+        self._echo = echo
+        self._partial = b""
+        self._continued = False  # the last segment written ended with [...]
+        self._lock = threading.Lock()
+
+    def write_line(self, line: bytes) -> None:
+        """One line of text (without its newline), stamped now; split if longer than the limit."""
+        if self._continued:
+            line = CONTINUED + line
+            self._continued = False
+        for segment in split_line(line):
+            self._emit(segment)
+
+    def _emit(self, segment: bytes) -> None:
+        stamped = timestamp() + b" " + segment + b"\n"
+        with self._lock:
+            self._file.write(stamped)
+            self._file.flush()
+            if self._echo is not None:
+                self._echo.write(stamped)
+                self._echo.flush()
+            if self._live is not None:
+                for admitted in self._throttle.admit(stamped) if self._throttle else [stamped]:
+                    self._live.add(self.name, admitted)
+
+    def write(self, text: str) -> None:
+        for line in text.splitlines() or [""]:
+            self.write_line(line.encode(errors="replace"))
+
+    def feed(self, data: bytes) -> None:
+        """Raw output of the process: complete lines are stamped as they arrive."""
+        data = self._partial + data
+        *lines, self._partial = data.split(b"\n")
+        for line in lines:
+            self.write_line(line.removesuffix(b"\r"))
+        room = LINE_LIMIT - 2 * len(CONTINUED)
+        while len(self._partial) > room:  # a huge line with no newline yet: send what we have
+            head, self._partial = self._partial[:room], self._partial[room:]
+            self._emit((CONTINUED if self._continued else b"") + head + CONTINUED)
+            self._continued = True
+
+    def close(self) -> None:
+        if self._partial or self._continued:
+            self.write_line(self._partial)
+            self._partial = b""
+        with self._lock:
+            self._file.close()

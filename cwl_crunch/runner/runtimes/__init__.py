@@ -1,0 +1,86 @@
+"""How crunch-run starts the container's process: one small interface, one module per runtime.
+
+- `local`  (runtimes/local.py): the host's filesystem read-only in a private mount namespace
+  (bubblewrap), the container's mounts bound at their targets.
+- `docker` (runtimes/docker.py): a docker-compatible engine CLI (`docker` or `podman`).
+
+crunch-run stages the mounts on the host, describes the process as a `ProcessSpec`, asks a
+runtime to `prepare` (check the tool, load the image) and `start` it, then owns the process:
+it reads its output, signals it, waits for it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Protocol
+
+# SPEC §7 step 5: what a command that could not be started is reported as.
+NOT_STARTED = "command {!r} is missing, the #! interpreter is missing, or the script has Windows line endings"
+
+
+class RuntimeUnavailable(Exception):
+    """The runtime cannot work on this host (tool missing, engine unreachable): cause `infrastructure`
+    or `setup`, as `cause` says."""
+
+    def __init__(self, message: str, cause: str = "setup") -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class ImageNotFound(Exception):
+    """The container image does not exist (cause `setup`)."""
+
+
+class CommandNotStarted(Exception):
+    """The command cannot be started (missing, not executable): cause `setup`."""
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A host path that appears at `target` inside the container."""
+
+    source: Path
+    target: str
+    writable: bool = False
+
+
+@dataclass
+class ProcessSpec:
+    command: list[str]
+    cwd: str
+    environment: dict[str, str]
+    binds: list[Bind]
+    # Where the process's standard streams go on the host: None → a pipe crunch-run reads.
+    stdin: Path | None = None
+    stdout: IO[bytes] | int | None = None
+    stderr: IO[bytes] | int | None = None
+    network: bool = False  # runtime_constraints.API
+    ram: int | None = None  # bytes
+    vcpus: float | None = None
+    image: str | None = None  # an engine image reference or loaded image id (docker runtime only)
+    # Host paths the process must not see (the service's data directory, token files): masked
+    # with an empty tmpfs by the local runtime. The docker runtime never shows the host anyway.
+    hidden: list[Path] = field(default_factory=list)
+    name: str = ""  # e.g. the container uuid: names the engine container, for cleanup
+
+
+class Runtime(Protocol):
+    name: str
+
+    def prepare(self, spec: ProcessSpec) -> None:
+        """Check the runtime works here and the image is available (raise RuntimeUnavailable/ImageNotFound)."""
+
+    def start(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
+        """Start the process in its own process group (a signal reaches everything it started).
+
+        Raises CommandNotStarted when it can tell before starting that the command cannot run.
+        """
+
+    def start_failure(self, returncode: int, stderr_head: bytes) -> str | None:
+        """After the process exited: if it never really started (the runtime, not the command,
+        failed: e.g. the executable is missing in the image), why; else None."""
+
+    def cleanup(self, spec: ProcessSpec) -> None:
+        """Remove what `start` left behind (engine containers); idempotent."""

@@ -1,0 +1,410 @@
+"""Containers really run (SPEC §6, §7): API server + `crunchctl dispatch` + crunch-run + bubblewrap.
+
+Every test drives real processes over HTTP; the server's clock is the test's (FakeClock), so
+heartbeat timeouts happen when a test moves it, not when the machine is slow.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from cwl_crunch.settings import Settings
+from cwl_crunch.store import Store
+from cwl_crunch.store.schema import live_logs
+from tests.support.cluster import Cluster, require_bwrap
+from tests.support.flows import ok
+from tests.support.service import RealClock, start_service
+
+STAMPED = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (.*)$")
+GiB = 1 << 30
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path, sqlite_template: Path) -> Iterator[Store]:
+    path = tmp_path / "data" / "crunch.sqlite3"
+    path.parent.mkdir()
+    shutil.copy(sqlite_template, path)
+    store = Store(f"sqlite:///{path}")
+    yield store
+    store.dispose()
+
+
+def _cluster(store: Store, tmp_path: Path, blobs_read_only: bool = False, heartbeat_timeout: float = 60) -> Iterator[Cluster]:
+    """With `heartbeat_timeout` short, the server runs on the real clock with its janitor on."""
+    require_bwrap()
+    settings = Settings(database_url=store.url, blobs_read_only=blobs_read_only, janitor_interval=0.2,
+                        container_heartbeat_timeout=timedelta(seconds=heartbeat_timeout))
+    real = heartbeat_timeout < 60
+    service = start_service(store, settings, blob_root=tmp_path / "data" / "blobs", run_janitor=real,
+                            clock=RealClock() if real else None)
+    cluster = Cluster(service, tmp_path)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+        service.stop()
+
+
+@pytest.fixture
+def cluster(sqlite_store: Store, tmp_path: Path) -> Iterator[Cluster]:
+    """A cluster whose dispatcher is started by the test (so it can choose the options)."""
+    yield from _cluster(sqlite_store, tmp_path)
+
+
+@pytest.fixture(params=["local", "podman"])
+def image(request: pytest.FixtureRequest) -> str:
+    """The container_image a test runs with: "" (the local runtime) or a busybox image in podman."""
+    if request.param == "local":
+        return ""
+    request.getfixturevalue("podman_environment")  # crunch-run inherits the private podman configuration
+    return request.getfixturevalue("busybox_image")
+
+
+@pytest.fixture
+def running_cluster(cluster: Cluster) -> Cluster:
+    cluster.start_dispatcher("--vcpus", "4", "--ram", str(4 * GiB))
+    return cluster
+
+
+def lines(data: bytes) -> list[bytes]:
+    """The text of stamped log lines (each must carry a timestamp)."""
+    texts = []
+    for line in data.splitlines():
+        match = STAMPED.match(line)
+        assert match, f"not a stamped log line: {line!r}"
+        texts.append(match.group(1))
+    return texts
+
+
+def states_seen(cluster: Cluster, container_uuid: str) -> list[str]:
+    events = ok(cluster.admin.get("/events/batch", params={"since": 0}))["items"]
+    return [e["properties"]["new_state"] for e in events
+            if e["object_uuid"] == container_uuid and (e["event_type"] == "create"
+                                                       or e["properties"]["old_state"] != e["properties"]["new_state"])]
+
+
+def live_rows(store: Store, container_uuid: str) -> int:
+    with store.read() as tx:
+        return len(tx.conn.execute(live_logs.select().where(live_logs.c.container_uuid == container_uuid)).all())
+
+
+# -- SPEC §7 test cases ---------------------------------------------------------------------
+
+
+def test_echo_runs_to_complete_with_logs(image: str, running_cluster: Cluster, sqlite_store: Store) -> None:
+    request = running_cluster.submit(container_image=image, command=["echo", "hello world"])
+    container = running_cluster.wait_final(request["container_uuid"])
+
+    assert (container["state"], container["exit_code"]) == ("Complete", 0), running_cluster.diagnostics(container["uuid"])
+    assert states_seen(running_cluster, container["uuid"]) == ["Queued", "Locked", "Running", "Complete"]
+    files = running_cluster.log_files(container)
+    assert set(files) >= {"crunch-run.txt", "stdout.txt", "stderr.txt", "crunchstat.txt", "container.json", "node.json"}
+    assert lines(files["stdout.txt"]) == [b"hello world"]
+    assert any(b"final state Complete" in line for line in lines(files["crunch-run.txt"]))
+    assert live_rows(sqlite_store, container["uuid"]) == 0, "live log rows must go once the collection is saved"
+    final = ok(running_cluster.admin.get(f"/container_requests/{request['uuid']}"))
+    assert final["state"] == "Final" and final["log_uuid"] and final["output_uuid"]
+
+
+def test_false_completes_with_exit_code_1(image: str, running_cluster: Cluster) -> None:
+    request = running_cluster.submit(container_image=image, command=["false"])
+    container = running_cluster.wait_final(request["container_uuid"])
+    assert (container["state"], container["exit_code"]) == ("Complete", 1)
+
+
+def test_pwd_prints_the_cwd(image: str, running_cluster: Cluster) -> None:
+    mounts = {"/var/spool/cwl": {"kind": "tmp"}, "/work/here": {"kind": "tmp"}}
+    request = running_cluster.submit(container_image=image, command=["pwd"], cwd="/work/here", mounts=mounts)
+    container = running_cluster.wait_final(request["container_uuid"])
+    assert lines(running_cluster.log_files(container)["stdout.txt"]) == [b"/work/here"]
+
+
+def test_stdout_and_stderr_go_to_their_own_files_each_line_stamped(image: str, running_cluster: Cluster) -> None:
+    script = "echo out1; echo err1 >&2; echo out2; echo err2 >&2"
+    request = running_cluster.submit(container_image=image, command=["sh", "-c", script])
+    files = running_cluster.log_files(running_cluster.wait_final(request["container_uuid"]))
+    assert lines(files["stdout.txt"]) == [b"out1", b"out2"]
+    assert lines(files["stderr.txt"]) == [b"err1", b"err2"]
+    for name in ("crunch-run.txt", "crunchstat.txt"):
+        assert lines(files[name]), f"{name} is empty"
+
+
+def test_timestamps_are_utc_rfc3339_with_nine_fractional_digits(running_cluster: Cluster) -> None:
+    request = running_cluster.submit(command=["echo", "x"])
+    files = running_cluster.log_files(running_cluster.wait_final(request["container_uuid"]))
+    for line in files["stdout.txt"].splitlines() + files["crunch-run.txt"].splitlines():
+        assert re.match(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ", line), line
+        assert len(line.split(b" ", 1)[0]) == 30
+
+
+def test_a_missing_command_is_cancelled_with_a_setup_error(image: str, running_cluster: Cluster) -> None:
+    request = running_cluster.submit(container_image=image, command=["no-such-command-anywhere"])
+    container = running_cluster.wait_final(request["container_uuid"])
+    assert container["state"] == "Cancelled"
+    assert container["runtime_status"]["cause"] == "setup"
+    error = container["runtime_status"]["error"]
+    assert "no-such-command-anywhere" in error and "#! interpreter" in error
+    assert any(error.encode() in line for line in lines(running_cluster.log_files(container)["crunch-run.txt"]))
+
+
+def test_an_unreadable_mount_is_cancelled_naming_the_mount(image: str, running_cluster: Cluster) -> None:
+    missing = "0" * 64 + "+10"
+    mounts = {"/var/spool/cwl": {"kind": "tmp"}, "/keep/in": {"kind": "collection", "portable_data_hash": missing}}
+    request = running_cluster.submit(container_image=image, command=["ls", "/keep/in"], mounts=mounts)
+    container = running_cluster.wait_final(request["container_uuid"])
+    assert container["state"] == "Cancelled"
+    assert container["runtime_status"]["cause"] == "setup"
+    assert "/keep/in" in container["runtime_status"]["error"]
+
+
+def test_collection_mounts_are_shared_read_only(image: str, running_cluster: Cluster) -> None:
+    admin = running_cluster.admin
+    data = b"reference\n"
+    import hashlib
+
+    sha = hashlib.sha256(data).hexdigest()
+    ok(admin.put(f"/blobs/{sha}", content=data))
+    pdh = ok(admin.post("/collections", json={"manifest": {"ref/genome.fa": {"blob": sha, "size": len(data)}}}))[
+        "portable_data_hash"]
+    mounts = {"/var/spool/cwl": {"kind": "tmp"}, "/keep/in": {"kind": "collection", "portable_data_hash": pdh}}
+    script = "cat /keep/in/ref/genome.fa; touch /keep/in/x 2>/dev/null && echo writable || echo read-only"
+    first = running_cluster.submit(container_image=image, command=["sh", "-c", script], mounts=mounts)
+    second = running_cluster.submit(container_image=image, command=["sh", "-c", script + "; echo again"], mounts=mounts)
+    for request in (first, second):
+        container = running_cluster.wait_final(request["container_uuid"])
+        assert lines(running_cluster.log_files(container)["stdout.txt"])[:2] == [b"reference", b"read-only"]
+    cached = running_cluster.root / "work" / "collections" / pdh / "ref" / "genome.fa"
+    assert cached.stat().st_nlink >= 2, "the collection is materialised with hard links to the blob"
+
+
+def test_cancelling_a_running_request_stops_it_and_keeps_partial_logs(image: str, running_cluster: Cluster) -> None:
+    script = "echo started; sleep 60; echo never"
+    request = running_cluster.submit(container_image=image, command=["sh", "-c", script])
+    uuid = request["container_uuid"]
+    running_cluster.wait_for(uuid, lambda c: c["state"] == "Running")
+    time.sleep(0.5)
+    pid = running_cluster.crunch_run_pids()[uuid]
+    began = time.monotonic()
+    ok(running_cluster.admin.put(f"/container_requests/{request['uuid']}", json={"priority": 0}))
+    container = running_cluster.wait_final(uuid, timeout=20)
+    assert container["state"] == "Cancelled"
+    assert time.monotonic() - began < 12, "stopped within the grace period"
+    assert lines(running_cluster.log_files(container)["stdout.txt"]) == [b"started"]
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid), "crunch-run is gone"
+
+
+def test_more_ram_than_the_dispatcher_has_is_unsatisfiable(cluster: Cluster) -> None:
+    cluster.start_dispatcher("--vcpus", "2", "--ram", str(2 * GiB))
+    request = cluster.submit(runtime_constraints={"vcpus": 1, "ram": 40 * GiB})
+    container = cluster.wait_final(request["container_uuid"], timeout=10)
+    assert container["state"] == "Cancelled"
+    assert container["runtime_status"]["cause"] == "unsatisfiable"
+    assert container["runtime_status"]["error"] == "constraints not satisfiable: needs 40 GiB RAM, this node has 2 GiB"
+
+
+def test_a_log_collection_that_cannot_be_saved_keeps_the_live_log(sqlite_store: Store, tmp_path: Path) -> None:
+    for cluster in _cluster(sqlite_store, tmp_path, blobs_read_only=True):
+        cluster.shared_blobs = False  # crunch-run must go through the API, which refuses new blobs
+        cluster.start_dispatcher()
+        request = cluster.submit(command=["echo", "kept"])
+        container = cluster.wait_final(request["container_uuid"])
+        assert container["log"] is None
+        assert live_rows(sqlite_store, container["uuid"]) > 0
+        with sqlite_store.read() as tx:
+            stdout = tx.live_log_files(container["uuid"])["stdout.txt"][0]
+        assert stdout.endswith(" kept\n")
+        crunch_run_log = (tmp_path / "dispatch" / f"{container['uuid']}.log").read_text()
+        assert "cannot save the log collection (the live log is kept)" in crunch_run_log
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return stat[0] != "Z"
+
+
+# -- failures of the machinery -------------------------------------------------------------
+
+
+def test_crunch_run_killed_is_retried_after_the_heartbeat_timeout(sqlite_store: Store, tmp_path: Path) -> None:
+    """Real time throughout: a 2 s heartbeat timeout, the janitor running, the retry backoff waited out."""
+    for running_cluster in _cluster(sqlite_store, tmp_path, heartbeat_timeout=2):
+        running_cluster.start_dispatcher()
+        _killed_crunch_run_is_retried(running_cluster)
+
+
+def _killed_crunch_run_is_retried(running_cluster: Cluster) -> None:
+    request = running_cluster.submit(command=["sh", "-c", "echo attempt; sleep 3"])
+    first = request["container_uuid"]
+    running_cluster.wait_for(first, lambda c: c["state"] == "Running")
+    time.sleep(1.5)  # heartbeats keep it alive meanwhile
+    assert running_cluster.container(first)["state"] == "Running"
+    os.killpg(running_cluster.crunch_run_pids()[first], signal.SIGKILL)
+    lost = running_cluster.wait_final(first, timeout=10)
+    assert lost["state"] == "Cancelled" and lost["runtime_status"]["cause"] == "infrastructure"
+    assert "no heartbeat" in lost["runtime_status"]["error"]
+
+    retried = ok(running_cluster.admin.get(f"/container_requests/{request['uuid']}"))
+    second = retried["container_uuid"]
+    assert second != first and retried["container_count"] == 2
+    assert running_cluster.wait_final(second, timeout=30)["state"] == "Complete"
+    final = ok(running_cluster.admin.get(f"/container_requests/{request['uuid']}"))
+    assert final["state"] == "Final"
+    log = ok(running_cluster.admin.get(f"/collections/{final['log_uuid']}"))["manifest"]
+    assert any(path.startswith(f"log for container {second}/") for path in log)
+
+
+def test_dispatcher_killed_and_restarted_adopts_running_and_redispatches_locked(cluster: Cluster) -> None:
+    cluster.start_dispatcher("--vcpus", "4", "--ram", str(4 * GiB))
+    running = cluster.submit(command=["sh", "-c", "sleep 3; echo done"])
+    cluster.wait_for(running["container_uuid"], lambda c: c["state"] == "Running")
+    cluster.stop_dispatcher(signal.SIGKILL)
+    # A container this dispatcher locked but whose crunch-run never started.
+    locked = cluster.submit(command=["echo", "late"])
+    dispatcher = ok(cluster.admin.get("/containers/" + running["container_uuid"]))["dispatcher_uuid"]
+    ok(cluster.admin.post(f"/containers/{locked['container_uuid']}/lock", json={"dispatcher_uuid": dispatcher}))
+
+    cluster.start_dispatcher("--vcpus", "4", "--ram", str(4 * GiB))
+    adopted = cluster.wait_final(running["container_uuid"])
+    assert adopted["state"] == "Complete" and adopted["lock_count"] == 1, "adopted, not run twice"
+    assert lines(cluster.log_files(adopted)["stdout.txt"]) == [b"done"]
+    redispatched = cluster.wait_final(locked["container_uuid"])
+    assert redispatched["state"] == "Complete" and redispatched["lock_count"] == 2
+
+
+# -- the log endpoint (SPEC §8) -------------------------------------------------------------
+
+
+def test_log_endpoint_serves_live_then_final_files_with_ranges(running_cluster: Cluster) -> None:
+    script = "for i in $(seq 1 30); do echo line $i; sleep 0.1; done"
+    request = running_cluster.submit(command=["sh", "-c", script])
+    uuid = request["container_uuid"]
+    base = f"/container_requests/{request['uuid']}/log"
+    admin = running_cluster.admin
+    running_cluster.wait_for(uuid, lambda c: c["state"] == "Running")
+
+    # Tail by polling with Range while the container prints a line every 100 ms: each line must
+    # show up within 1.5 s of its timestamp.
+    offset, seen, delays = 0, b"", []
+    deadline = time.monotonic() + 20
+    while b"line 30\n" not in seen and time.monotonic() < deadline:
+        response = admin.get(f"{base}/{uuid}/stdout.txt", headers={"Range": f"bytes={offset}-"})
+        if response.status_code == 206:
+            assert response.headers["Content-Range"].startswith(f"bytes {offset}-")
+            now = datetime.now(timezone.utc)
+            for line in response.content.splitlines():
+                stamp = datetime.fromisoformat(line.split(b" ", 1)[0].decode()[:26] + "+00:00")
+                delays.append((now - stamp).total_seconds())
+            seen += response.content
+            offset += len(response.content)
+        else:
+            assert response.status_code in (404, 416), response.text  # nothing (new) yet
+        time.sleep(0.05)
+    assert len(lines(seen)) == 30
+    assert max(delays) < 1.5, f"live lines arrived up to {max(delays):.2f} s late"
+
+    running_cluster.wait_final(uuid)
+    listing = ok(admin.get(f"{base}/{uuid}/"))["items"]
+    assert {"stdout.txt", "crunch-run.txt", "container.json"} <= {item["name"] for item in listing}
+    whole = admin.get(f"{base}/{uuid}/stdout.txt")
+    assert whole.status_code == 200 and len(lines(whole.content)) == 30
+    tail = admin.get(f"{base}/{uuid}/stdout.txt", headers={"Range": "bytes=-8"})
+    assert tail.status_code == 206 and tail.content == b"line 30\n"
+    assert admin.get(f"{base}/{uuid}/stdout.txt", headers={"Range": f"bytes={len(whole.content)}-"}).status_code == 416
+    head = admin.head(f"{base}/{uuid}/stdout.txt")
+    assert head.status_code == 200 and int(head.headers["Content-Length"]) == len(whole.content)
+    propfind = admin.request("PROPFIND", f"{base}/{uuid}/")
+    assert propfind.status_code == 207 and b"<D:getcontentlength>" in propfind.content
+    assert admin.request("OPTIONS", f"{base}/").headers["DAV"] == "1"
+
+
+def test_log_endpoint_follow_streams_until_final(running_cluster: Cluster) -> None:
+    request = running_cluster.submit(command=["sh", "-c", "echo one; sleep 1; echo two"])
+    uuid = request["container_uuid"]
+    running_cluster.wait_for(uuid, lambda c: c["state"] == "Running")
+    url = f"/container_requests/{request['uuid']}/log/{uuid}/stdout.txt"
+    with running_cluster.admin.stream("GET", url, params={"follow": "1"}, timeout=30) as response:
+        assert response.status_code == 200
+        body = b"".join(response.iter_bytes())
+    assert lines(body) == [b"one", b"two"]
+
+
+@pytest.mark.parametrize("path", ["../../etc/passwd", "%2e%2e/%2e%2e/etc/passwd", "/etc/passwd",
+                                  "zzzzz-dz642-000000000000000/../../x", "zzzzz-dz642-aaaaaaaaaaaaaaa/stdout.txt"])
+def test_log_paths_are_confined(cluster: Cluster, path: str) -> None:
+    request = cluster.submit(state="Uncommitted")
+    response = cluster.admin.get(f"/container_requests/{request['uuid']}/log/{path}")
+    assert response.status_code == 404, response.text
+
+
+def test_an_uncommitted_request_has_an_empty_log_directory(cluster: Cluster) -> None:
+    request = cluster.submit(state="Uncommitted")
+    assert ok(cluster.admin.get(f"/container_requests/{request['uuid']}/log/"))["items"] == []
+
+
+def test_crunchctl_logs_merges_and_follows(running_cluster: Cluster) -> None:
+    import subprocess
+    import sys
+
+    request = running_cluster.submit(command=["sh", "-c", "echo to-out; sleep 1; echo to-err >&2; sleep 0.3; echo last"])
+    env = {**os.environ, "CRUNCH_API": running_cluster.service.url, "CRUNCH_API_TOKEN": running_cluster.service.admin_token}
+    running_cluster.wait_for(request["container_uuid"], lambda c: c["state"] == "Running")
+    command = [sys.executable, "-m", "cwl_crunch.cli.main", "logs"]
+    followed = subprocess.run([*command, "-f", request["uuid"]], env=env, capture_output=True, timeout=30, check=True)
+    assert lines(followed.stdout) == [b"to-out", b"last"]
+    merged = subprocess.run([*command, request["uuid"]], env=env, capture_output=True, timeout=30, check=True)
+    texts = [line.split(b" ", 1)[1] for line in merged.stdout.splitlines()]
+    assert texts.index(b"stdout to-out") < texts.index(b"stderr to-err") < texts.index(b"stdout last")
+    assert any(t.startswith(b"crunch-run final state Complete") for t in texts)
+
+
+# -- podman only -----------------------------------------------------------------------------
+
+
+def test_a_missing_image_is_cancelled_with_a_setup_error(podman_environment: object, running_cluster: Cluster) -> None:
+    request = running_cluster.submit(container_image="localhost/no-such-image:1")
+    container = running_cluster.wait_final(request["container_uuid"])
+    assert container["state"] == "Cancelled" and container["runtime_status"]["cause"] == "setup"
+    assert "no-such-image" in container["runtime_status"]["error"]
+    assert any(b"no-such-image" in line for line in lines(running_cluster.log_files(container)["crunch-run.txt"]))
+
+
+def test_an_image_given_as_a_collection_is_loaded_once_and_cached(
+    cluster: Cluster, podman_environment, busybox_tarball: Path
+) -> None:
+    import hashlib
+
+    admin = cluster.admin
+    data = busybox_tarball.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    ok(admin.put(f"/blobs/{sha}", content=data))
+    pdh = ok(admin.post("/collections", json={"manifest": {"image.tar": {"blob": sha, "size": len(data)}}}))[
+        "portable_data_hash"]
+    # A fresh image store: the image must come from the collection, not from an earlier test.
+    podman_environment.run("rmi", "--force", "--all", check=False)
+    cluster.start_dispatcher()
+    first = cluster.submit(container_image=pdh, command=["echo", "from the collection"])
+    container = cluster.wait_final(first["container_uuid"], timeout=60)
+    assert container["state"] == "Complete", container["runtime_status"]
+    assert lines(cluster.log_files(container)["stdout.txt"]) == [b"from the collection"]
+    second = cluster.submit(container_image=pdh, command=["echo", "again"])
+    again = cluster.wait_final(second["container_uuid"], timeout=60)
+    narrative = lines(cluster.log_files(again)["crunch-run.txt"])
+    assert any(b"loading image from collection" in line for line in narrative)
+    assert again["state"] == "Complete"

@@ -1,0 +1,117 @@
+"""A whole cluster on loopback for execution tests: the API server, a real `crunchctl dispatch`
+process with the local backend, and the crunch-runs it starts (real processes, real bubblewrap)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.flows import ok
+from tests.support.service import RunningService, request_body
+
+FINAL = ("Complete", "Cancelled")
+
+
+def bwrap_unavailable() -> str | None:
+    return None if shutil.which("bwrap") else "bubblewrap (bwrap) is not installed: .ci/install-deps installs it"
+
+
+def require_bwrap() -> None:
+    reason = bwrap_unavailable()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run the execution tests: {reason}")
+        pytest.skip(reason)
+
+
+@dataclass
+class Cluster:
+    service: RunningService
+    root: Path
+    dispatcher_options: list[str] = field(default_factory=list)
+    shared_blobs: bool = True
+    dispatcher: subprocess.Popen[bytes] | None = None
+
+    @property
+    def admin(self) -> httpx.Client:
+        return self.service.admin()
+
+    def start_dispatcher(self, *extra: str) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "cwl_crunch.cli.main", "dispatch", "--api", self.service.url,
+                   "--state-dir", str(self.root / "dispatch"), "--work-root", str(self.root / "work"),
+                   "--hide", str(self.root / "data"), "--interval", "0.1", *self.dispatcher_options, *extra]
+        if self.shared_blobs:
+            command += ["--blob-root", str(self.service.settings.blob_root)]
+        log = (self.root / "dispatcher.log").open("ab")
+        env = {**os.environ, "CRUNCH_DISPATCH_TOKEN": self.service.admin_token}
+        self.dispatcher = subprocess.Popen(command, stdout=log, stderr=log, env=env, start_new_session=True)
+        log.close()
+        return self.dispatcher
+
+    def stop_dispatcher(self, signum: int = signal.SIGTERM) -> None:
+        if self.dispatcher is not None and self.dispatcher.poll() is None:
+            os.killpg(self.dispatcher.pid, signum) if signum == signal.SIGKILL else self.dispatcher.send_signal(signum)
+            self.dispatcher.wait(10)
+        self.dispatcher = None
+
+    def submit(self, client: httpx.Client | None = None, **overrides: Any) -> dict[str, Any]:
+        return ok((client or self.admin).post("/container_requests", json=request_body(**overrides)))
+
+    def container(self, uuid: str) -> dict[str, Any]:
+        return ok(self.admin.get(f"/containers/{uuid}"))
+
+    def wait_for(self, uuid: str, done: Callable[[dict[str, Any]], bool], timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            container = self.container(uuid)
+            if done(container):
+                return container
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{uuid} still {container['state']} after {timeout} s:\n{self.diagnostics(uuid)}")
+            time.sleep(0.05)
+
+    def wait_final(self, uuid: str, timeout: float = 30) -> dict[str, Any]:
+        return self.wait_for(uuid, lambda c: c["state"] in FINAL, timeout)
+
+    def log_files(self, container: dict[str, Any]) -> dict[str, bytes]:
+        """The files of a container's log collection."""
+        manifest = ok(self.admin.get(f"/collections/{container['log']}"))["manifest"]
+        return {name: self.blob(entry["blob"]) for name, entry in manifest.items()}
+
+    def blob(self, sha256: str) -> bytes:
+        response = self.admin.get(f"/blobs/{sha256}")
+        assert response.status_code == 200, response.text
+        return response.content
+
+    def crunch_run_pids(self) -> dict[str, int]:
+        """Live crunch-run processes by container uuid, from the dispatcher's pid files."""
+        pids = {}
+        for pid_file in (self.root / "dispatch").glob("*.pid"):
+            pids[pid_file.stem] = int(pid_file.read_text())
+        return pids
+
+    def diagnostics(self, uuid: str) -> str:
+        parts = []
+        for path in [self.root / "dispatcher.log", self.root / "dispatch" / f"{uuid}.log"]:
+            if path.exists():
+                parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}")
+        return "\n".join(parts)
+
+    def close(self) -> None:
+        self.stop_dispatcher()
+        for pid in self.crunch_run_pids().values():
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass

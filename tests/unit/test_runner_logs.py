@@ -1,0 +1,97 @@
+"""crunch-run's log pipeline, by value: stamps, long lines, the live-view throttle, batching."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+
+from cwl_crunch.runner import logs
+from cwl_crunch.runner.logs import CONTINUED, LiveSender, LogFile, Throttle, split_line, timestamp
+
+STAMP = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
+
+
+def test_timestamp_is_fixed_width_utc_with_nanoseconds() -> None:
+    assert timestamp(0) == b"1970-01-01T00:00:00.000000000Z"
+    assert timestamp(1_700_000_000_123_456_789) == b"2023-11-14T22:13:20.123456789Z"
+    assert STAMP.match(timestamp()) and len(timestamp()) == 30
+
+
+def test_long_lines_are_split_with_continuation_marks() -> None:
+    assert split_line(b"short", 64) == [b"short"]
+    parts = split_line(b"x" * 200, 64)
+    assert all(len(p) <= 64 for p in parts)
+    assert parts[0].endswith(CONTINUED) and not parts[0].startswith(CONTINUED)
+    assert all(p.startswith(CONTINUED) and p.endswith(CONTINUED) for p in parts[1:-1])
+    assert parts[-1].startswith(CONTINUED) and not parts[-1].endswith(CONTINUED)
+    assert b"".join(p.removeprefix(CONTINUED).removesuffix(CONTINUED) for p in parts) == b"x" * 200
+
+
+def test_log_file_stamps_complete_lines_and_keeps_partial_ones(tmp_path: Path) -> None:
+    log = LogFile(tmp_path / "stdout.txt", live=None)
+    log.feed(b"one\ntw")
+    log.feed(b"o\r\nthree")
+    log.close()
+    lines = (tmp_path / "stdout.txt").read_bytes().splitlines()
+    assert [line.split(b" ", 1)[1] for line in lines] == [b"one", b"two", b"three"]
+    assert all(STAMP.match(line.split(b" ", 1)[0]) for line in lines)
+
+
+def test_a_huge_line_without_newline_is_written_in_marked_segments(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(logs, "LINE_LIMIT", 40)
+    log = LogFile(tmp_path / "stdout.txt", live=None)
+    log.feed(b"a" * 100)
+    log.feed(b"b\n")
+    log.close()
+    texts = [line.split(b" ", 1)[1] for line in (tmp_path / "stdout.txt").read_bytes().splitlines()]
+    assert len(texts) >= 3
+    assert texts[0].endswith(CONTINUED) and texts[-1].startswith(CONTINUED) and texts[-1].endswith(b"b")
+    joined = b"".join(t.removeprefix(CONTINUED).removesuffix(CONTINUED) for t in texts)
+    assert joined == b"a" * 100 + b"b"
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_throttle_silences_the_live_view_then_reports_what_it_skipped() -> None:
+    clock = FakeTime()
+    throttle = Throttle(max_bytes=100, max_lines=1000, period=60, clock=clock)
+    line = b"x" * 40 + b"\n"
+    assert throttle.admit(line) == [line]
+    assert throttle.admit(line) == [line]
+    notice = throttle.admit(line)  # 123 bytes > 100
+    assert len(notice) == 1 and b"Exceeded rate 100 bytes per 60 seconds." in notice[0]
+    assert b"Logging will be silenced for the next 60 seconds." in notice[0]
+    assert b"A complete log is still being written and will be available when the container finishes." in notice[0]
+    assert throttle.admit(line) == []
+    clock.now = 61
+    resumed = throttle.admit(line)
+    assert b"Skipped 82 bytes of log" in resumed[0] and resumed[1] == line
+
+
+def test_throttle_counts_lines_too() -> None:
+    throttle = Throttle(max_bytes=10**9, max_lines=3, period=60, clock=FakeTime())
+    admitted = [throttle.admit(b"l\n") for _ in range(4)]
+    assert admitted[:3] == [[b"l\n"]] * 3
+    assert b"Exceeded rate 3 lines per 60 seconds" in admitted[3][0]
+
+
+def test_live_sender_batches_at_most_once_per_second() -> None:
+    sent: list[tuple[float, dict[str, str]]] = []
+    done = threading.Event()
+    sender = LiveSender(lambda batch: sent.append((time.monotonic(), batch)), lambda e: done.set())
+    for i in range(20):
+        sender.add("stdout.txt", b"line %d\n" % i)
+        time.sleep(0.1)
+    sender.close()
+    assert "".join(b["stdout.txt"] for _, b in sent) == "".join(f"line {i}\n" for i in range(20))
+    gaps = [b - a for (a, _), (b, _) in zip(sent, sent[1:])]
+    assert all(gap >= 0.9 for gap in gaps[:-1]), gaps  # the last one is the flush on close
+    assert not done.is_set()

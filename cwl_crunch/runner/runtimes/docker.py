@@ -111,6 +111,7 @@ class DockerRuntime:
                 stdout=subprocess.PIPE if spec.stdout is None else spec.stdout,
                 stderr=subprocess.PIPE if spec.stderr is None else spec.stderr,
                 start_new_session=True,
+                cwd=env_file.parent,  # conmon may leave files (e.g. `oom`) in its working directory
             )
         except OSError as exc:
             raise RuntimeUnavailable(f"cannot run {executable}: {exc.strerror}", "infrastructure") from exc

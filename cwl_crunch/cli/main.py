@@ -177,16 +177,18 @@ def _dispatch(args: argparse.Namespace) -> int:
     from ..dispatch.backends import Capacity
     from ..dispatch.backends.local import LocalBackend
     from ..dispatch.dispatcher import Dispatcher
+    from ..runner.crunch_run import Options
 
     if not args.token:
         print("crunchctl dispatch: an admin token is needed (--token or $CRUNCH_DISPATCH_TOKEN)", file=sys.stderr)
         return 2
-    environment = {"CRUNCH_API": args.api, "CRUNCH_DISPATCH_TOKEN": args.token,
-                   "CRUNCH_WORK_ROOT": str(args.work_root), "CRUNCH_HIDE": ":".join(map(str, args.hide))}
-    if args.blob_root:
-        environment["CRUNCH_BLOB_ROOT"] = str(args.blob_root)
-    backend = LocalBackend(Capacity(args.vcpus, args.ram, args.supervisors), args.state_dir, environment)
-    dispatcher = Dispatcher(Client(args.api, args.token), backend)
+    api = Client(args.api, args.token)
+    heartbeat_timeout = api.request("GET", "/config").get("container_heartbeat_timeout") or 60
+    options = Options(work_root=args.work_root, blob_root=args.blob_root, hidden=tuple(args.hide),
+                      heartbeat_seconds=min(10.0, max(0.2, heartbeat_timeout / 4)))
+    environment = {"CRUNCH_API": args.api, "CRUNCH_DISPATCH_TOKEN": args.token}
+    backend = LocalBackend(Capacity(args.vcpus, args.ram, args.supervisors), args.state_dir, environment, options)
+    dispatcher = Dispatcher(api, backend)
     uuid = dispatcher.register(args.state_dir / "dispatcher-uuid")
     print(f"crunchctl dispatch: {uuid} ({args.vcpus:g} vCPUs, {args.ram} bytes RAM)", file=sys.stderr)
     dispatcher.run(args.interval)

@@ -21,6 +21,9 @@ from .backends import Backend, Capacity
 
 log = logging.getLogger(__name__)
 GiB = 1 << 30
+# What a round needs to know of a queued container (not its mounts, environment, ...).
+REPUBLISH_SECONDS = 5.0
+QUEUE_FIELDS = ("uuid", "priority", "runtime_constraints", "scheduling_parameters", "lock_count")
 
 
 @dataclass
@@ -45,7 +48,7 @@ class Dispatcher:
         self.ping_seconds = ping_seconds
         self.uuid: str | None = None
         self._last_ping = 0.0
-        self._published: dict[str, str] = {}  # scheduling status last sent, per container
+        self._published: dict[str, tuple[str, float]] = {}  # scheduling status last sent, and when
 
     def register(self, remembered: Path | None = None) -> str:
         """Register, or take up again the identity saved in `remembered` (so that after a restart
@@ -91,7 +94,8 @@ class Dispatcher:
         alive = self.backend.alive()
         usage = Usage()
         mine = self.api.list("containers", filters=[["dispatcher_uuid", "=", self.uuid],
-                                                    ["state", "in", ["Locked", "Running"]]])
+                                                    ["state", "in", ["Locked", "Running"]]],
+                             select=[*QUEUE_FIELDS, "state"])
         for container in mine:
             if container["uuid"] in alive:
                 usage.add(container)
@@ -104,7 +108,7 @@ class Dispatcher:
     def _dispatch(self, usage: Usage) -> None:
         capacity = self.backend.capacity
         queue = self.api.list("containers", filters=[["state", "=", "Queued"], ["priority", ">", 0]],
-                              order="priority desc")
+                              order="priority desc", select=list(QUEUE_FIELDS))
         position = 0
         for container in queue:
             uuid = container["uuid"]
@@ -160,15 +164,25 @@ class Dispatcher:
                                                      "runtime_status": {"error": error, "cause": "unsatisfiable"}})
 
     def _publish(self, uuid: str, text: str) -> None:
-        if self._published.get(uuid) != text:
-            self._quietly("PUT", f"/containers/{uuid}/scheduling_status", {"scheduling_status": text})
-            self._published[uuid] = text
+        """Send a container's scheduling status when it changes; a new queue position alone at most
+        every REPUBLISH_SECONDS (each start moves every waiting container up one)."""
+        last = self._published.get(uuid)
+        now = time.monotonic()
+        if last is not None and (last[0] == text or (_kind(last[0]) == _kind(text) and now - last[1] < REPUBLISH_SECONDS)):
+            return
+        self._quietly("PUT", f"/containers/{uuid}/scheduling_status", {"scheduling_status": text})
+        self._published[uuid] = (text, now)
 
     def _quietly(self, method: str, path: str, body: Any = None) -> None:
         try:
             self.api.request(method, path, body)
         except ApiError as error:
             log.info("%s %s: %s", method, path, error)
+
+
+def _kind(status: str) -> str:
+    """A status without its numbers: "Waiting in queue at position N. All X vCPUs are in use." → same kind."""
+    return "".join(ch for ch in status if not ch.isdigit())
 
 
 def _vcpus(container: dict[str, Any]) -> float:

@@ -9,7 +9,7 @@ Reading a whole blob checks its hash on the way: the last chunk is held back unt
 known to be good, so a reader (an HTTP client, crunch-run) never receives a complete-looking copy
 of a blob corrupted on disk. Ranges cannot be checked that way; `verify` rehashes a blob on demand.
 
-Standard library only (crunch-run imports this).
+Standard library and `cwl_crunch.domain` only: crunch-run imports this.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ class BlobStore(Protocol):
         """Rehash a stored blob: its size, or BlobCorrupt."""
 
     def local_path(self, sha256: str) -> Path | None:
-        """The file holding the blob (to hard-link), None for stores without files."""
+        """The file holding the blob, to hard-link and never write to; None for stores without files."""
 
 
 class _Common:

@@ -82,8 +82,10 @@ class Outcome:
 
 
 class CrunchRun:
-    def __init__(self, api: Client, uuid: str, options: Options) -> None:
+    def __init__(self, api: Client, uuid: str, options: Options, locked: dict[str, Any] | None = None) -> None:
+        """`locked`: the container as the dispatcher that forked us just locked it (saves asking)."""
         self.api, self.uuid, self.options = api, uuid, options
+        self.locked = locked
         self.workdir = options.work_root / uuid
         self.outcome = Outcome()
         self.cancel_requested = threading.Event()
@@ -110,7 +112,6 @@ class CrunchRun:
         try:
             self.say(f"crunch-run {__version__} on {platform.node()}, Python {platform.python_version()}")
             self.say(f"container {self.uuid}: {self.container['command']}")
-            self._status({"activity": "staging inputs"})
             binds, streams = self._stage()
             self.runtime, self.spec = self._prepare(binds, streams)
             self._set({"state": "Running", "runtime_status": {"activity": None}})
@@ -129,12 +130,15 @@ class CrunchRun:
 
     def _fetch(self) -> bool:
         """The container, if it is Locked by our token; else nothing to do (exit 0)."""
-        self.container = self.api.get("containers", self.uuid)
-        me = self.api.request("GET", "/users/current")
+        if self.locked is not None:
+            self.container, token_uuid = self.locked, self.locked["locked_by_uuid"]
+        else:
+            self.container = self.api.get("containers", self.uuid)
+            token_uuid = self.api.request("GET", "/users/current")["token_uuid"]
         if self.options.heartbeat_seconds is None:
             timeout = self.api.request("GET", "/config").get("container_heartbeat_timeout") or 60
             self.options.heartbeat_seconds = min(10.0, max(0.2, timeout / 4))
-        if self.container["state"] != "Locked" or self.container["locked_by_uuid"] != me["token_uuid"]:
+        if self.container["state"] != "Locked" or self.container["locked_by_uuid"] != token_uuid:
             print(f"crunch-run {self.uuid}: {self.container['state']}, not Locked by this dispatcher; nothing to do",
                   file=sys.stderr)
             return False
@@ -160,6 +164,8 @@ class CrunchRun:
         """Mounts become binds; `stdin`/`stdout`/`stderr` mounts become host files."""
         keep = self._keep()
         mounts = {**(self.container.get("mounts") or {}), **(self.secret_mounts or {})}
+        if any(m.get("kind") == "collection" for m in mounts.values()):  # the only slow kind
+            self._status({"activity": "staging inputs"})
         binds: list[Bind] = []
         streams: dict[str, Path] = {}
         staged = self.workdir / "mounts"
@@ -321,7 +327,8 @@ class CrunchRun:
         finished = self.outcome.state is None and exit_code is not None  # Complete once the output is saved
         output_dir = _inside(self.spec.binds if self.spec else [], self.container["output_path"], "/")
         if output_dir is not None and output_dir.is_dir():  # partial output is saved on Cancelled too
-            self._quietly(self._status, {"activity": "uploading output"})
+            if any(output_dir.iterdir()):
+                self._quietly(self._status, {"activity": "uploading output"})
             try:
                 manifest = keep.capture(output_dir, self.container.get("output_glob") or None)
                 changes["output"] = keep.save(manifest, f"output for {self.uuid}")
@@ -487,13 +494,13 @@ def _usage(pid: int) -> str:
     return f"cpu {user / ticks:.2f} user {system / ticks:.2f} sys; mem {rss} rss; processes {count}"
 
 
-def main(uuid: str, options: Options) -> int:
+def main(uuid: str, options: Options, locked: dict[str, Any] | None = None) -> int:
     api_url = os.environ.get("CRUNCH_API")
     token = os.environ.get("CRUNCH_DISPATCH_TOKEN")
     if not api_url or not token:
         print("crunch-run: CRUNCH_API and CRUNCH_DISPATCH_TOKEN must be set by the dispatcher", file=sys.stderr)
         return 2
-    run = CrunchRun(Client(api_url, token), uuid, options)
+    run = CrunchRun(Client(api_url, token), uuid, options, locked)
     signal.signal(signal.SIGTERM, run.on_signal)
     signal.signal(signal.SIGINT, run.on_signal)
     return run.run()

@@ -98,7 +98,7 @@ class Cluster:
         """Live crunch-run processes by container uuid, from the dispatcher's pid files."""
         pids = {}
         for pid_file in (self.root / "dispatch").glob("*.pid"):
-            pids[pid_file.stem] = int(pid_file.read_text())
+            pids[pid_file.stem] = int(pid_file.read_text().split()[0])
         return pids
 
     def diagnostics(self, uuid: str) -> str:

@@ -1,18 +1,22 @@
-"""The local backend: crunch-run as child processes of this host, adoptable after a restart.
+"""The local backend: one crunch-run process per container on this host, adoptable after a restart.
 
-Each crunch-run gets its own session (so the dispatcher dying does not kill it) and a pid file
-in the dispatcher's state directory; a restarted dispatcher adopts the live ones by pid file.
+crunch-run is forked from the dispatcher, which has already imported it: starting a Python
+interpreter and importing crunch-run costs about 0.1 s of CPU, more than running a short
+container does, and it would be paid by every container. The child starts a session of its own
+(the dispatcher dying does not take it along) and runs exactly what `crunchctl run-container`
+runs. Each has a pid file holding its pid and start time in the state directory, so a restarted
+dispatcher adopts the live ones and is not fooled by a recycled pid.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+from ...runner import crunch_run
 from . import Capacity
 
 
@@ -20,37 +24,41 @@ class LocalBackend:
     name = "local"
 
     def __init__(self, capacity: Capacity, state_dir: Path, environment: dict[str, str],
-                 command: list[str] | None = None) -> None:
+                 options: crunch_run.Options) -> None:
         self.capacity = capacity
         self.state_dir = state_dir
-        self.environment = environment  # CRUNCH_API, CRUNCH_DISPATCH_TOKEN, CRUNCH_BLOB_ROOT, ...
-        self.command = command or [sys.executable, "-m", "cwl_crunch.cli.main", "run-container"]
-        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.environment = environment  # CRUNCH_API, CRUNCH_DISPATCH_TOKEN, ...
+        self.options = options
+        self.children: dict[str, int] = {}  # uuid → pid, for the ones this process forked
         state_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self, container: dict[str, Any]) -> None:
         uuid = container["uuid"]
-        log = (self.state_dir / f"{uuid}.log").open("ab")
-        try:
-            child = subprocess.Popen(
-                [*self.command, uuid], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                env={**os.environ, **self.environment}, start_new_session=True,
-            )
-        finally:
-            log.close()
-        self.children[uuid] = child
-        (self.state_dir / f"{uuid}.pid").write_text(str(child.pid))
+        log_path = self.state_dir / f"{uuid}.log"
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: become crunch-run for this container, never return
+            code = 1
+            try:
+                os.setsid()
+                _redirect(log_path)
+                os.environ.update(self.environment)
+                code = crunch_run.main(uuid, self.options, container)
+            except BaseException as error:  # noqa: BLE001 - the child must exit, whatever happened
+                print(f"crunch-run {uuid}: {error!r}", file=sys.stderr)
+            finally:
+                sys.stderr.flush()
+                os._exit(code)
+        self.children[uuid] = pid
+        (self.state_dir / f"{uuid}.pid").write_text(f"{pid} {_start_time(pid)}")
 
     def alive(self) -> set[str]:
+        self._reap()
         live = set()
         for pid_file in self.state_dir.glob("*.pid"):
             uuid = pid_file.stem
-            child = self.children.get(uuid)
-            if child is not None:
-                running = child.poll() is None
-            else:  # started by an earlier run of the dispatcher: adopt it if it is still there
-                running = _is_crunch_run(pid_file, uuid)
-            if running:
+            if _is_alive(pid_file):
                 live.add(uuid)
             else:
                 self.children.pop(uuid, None)
@@ -59,18 +67,46 @@ class LocalBackend:
 
     def stop(self, uuid: str) -> None:
         pid_file = self.state_dir / f"{uuid}.pid"
-        try:
-            os.kill(int(pid_file.read_text()), signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
+        if _is_alive(pid_file):
+            try:
+                os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+            except (OSError, ValueError):
+                pass
+
+    def _reap(self) -> None:
+        """Collect the exit status of finished children, so none stays a zombie."""
+        for uuid, pid in list(self.children.items()):
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            if done:
+                self.children.pop(uuid)
 
 
-def _is_crunch_run(pid_file: Path, uuid: str) -> bool:
-    """Whether the pid in `pid_file` is still a crunch-run of `uuid` (pids get reused)."""
+def _redirect(log_path: Path) -> None:
+    null = os.open(os.devnull, os.O_RDONLY)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(null)
+    os.close(log)
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot ("" if it is gone)."""
     try:
-        pid = int(pid_file.read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _is_alive(pid_file: Path) -> bool:
+    """Whether the process named in `pid_file` still runs (same pid *and* start time, not a zombie)."""
+    try:
+        pid_text, started = pid_file.read_text().split()
+        stat = Path(f"/proc/{int(pid_text)}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, ValueError):
         return False
-    return stat[0] != "Z" and uuid.encode() in cmdline and b"run-container" in cmdline
+    return stat[0] != "Z" and stat[19] == started

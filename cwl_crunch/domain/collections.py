@@ -10,7 +10,7 @@ from typing import Any
 from .errors import Invalid
 from .reuse import canonical_json
 
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 MAX_ENTRIES = 100_000
 
 

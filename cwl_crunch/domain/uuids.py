@@ -23,8 +23,8 @@ KIND_OF_TYPE = {
 TYPE_OF_KIND = {kind: infix for infix, kind in KIND_OF_TYPE.items()}
 
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
-UUID_RE = re.compile(r"^[a-z0-9]{5}-[a-z0-9]{5}-[a-z0-9]{15}$")
-CLUSTER_RE = re.compile(r"^[a-z0-9]{5}$")
+UUID_RE = re.compile(r"^[a-z0-9]{5}-[a-z0-9]{5}-[a-z0-9]{15}\Z")
+CLUSTER_RE = re.compile(r"^[a-z0-9]{5}\Z")
 
 
 def _base36(number: int, length: int) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from .errors import Invalid
 
-PDH_RE = re.compile(r"^[0-9a-f]{64}\+[0-9]+$")
+PDH_RE = re.compile(r"^[0-9a-f]{64}\+[0-9]+\Z")
 MOUNT_KINDS = frozenset({"collection", "tmp", "file", "json", "text"})
 STREAM_TARGETS = frozenset({"stdin", "stdout", "stderr"})
 MAX_PRIORITY = 1000

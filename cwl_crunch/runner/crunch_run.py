@@ -40,7 +40,7 @@ from .runtimes import (
 from .runtimes.docker import DockerRuntime
 from .runtimes.local import LocalRuntime
 
-PDH_RE = re.compile(r"^[0-9a-f]{64}\+\d+$")
+PDH_RE = re.compile(r"^[0-9a-f]{64}\+\d+\Z")
 LOG_FILES = ("crunch-run.txt", "stdout.txt", "stderr.txt", "crunchstat.txt")
 
 

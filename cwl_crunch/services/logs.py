@@ -15,7 +15,7 @@ from ..store.repository import Repository, Row
 from .access import visible_container, visible_request
 from .context import Context
 
-FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 MAX_BATCH_CHARS = 4 << 20
 
 

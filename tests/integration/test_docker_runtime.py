@@ -1,8 +1,5 @@
 """DockerRuntime against a real podman (private configuration and storage), and bubblewrap as root."""
 
-# The engine fixtures are imported from tests.support.engines, so they are "redefined" as arguments.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import os
@@ -24,17 +21,7 @@ from cwl_crunch.runner.runtimes import (
     RuntimeUnavailable,
 )
 from cwl_crunch.runner.runtimes.docker import DockerRuntime, archive_image_id
-from tests.support.engines import (  # noqa: F401  (fixtures)
-    BUSYBOX_IMAGE,
-    PrivatePodman,
-    busybox_image,
-    busybox_tarball,
-    bwrap,
-    podman_environment,
-    podman_unavailable,
-    private_podman,
-    require,
-)
+from tests.support.engines import BUSYBOX_IMAGE, PrivatePodman, podman_unavailable, require
 
 MiB = 1024 * 1024
 

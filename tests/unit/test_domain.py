@@ -148,3 +148,16 @@ def test_portable_data_hash_is_content_addressed():
 def test_derived_status(request_fields, container, expected):
     request = {"priority": 500, "container_count": 1, "created_at": NOW, **request_fields}
     assert derived_status(request, container) == expected
+
+
+def test_identifiers_with_a_trailing_newline_are_refused() -> None:
+    """`$` would match before a final newline; every identifier pattern must match the whole string."""
+    from cwl_crunch.domain.uuids import UUID_RE
+    from cwl_crunch.domain.validation import PDH_RE
+
+    blob = "a" * 64
+    with pytest.raises(Invalid):
+        validate_manifest({"f": {"blob": blob + "\n", "size": 1}})
+    assert validate_manifest({"f": {"blob": blob, "size": 1}})
+    assert not PDH_RE.match(blob + "+1\n") and PDH_RE.match(blob + "+1")
+    assert not UUID_RE.match("zzzzz-dz642-aaaaaaaaaaaaaaa\n") and UUID_RE.match("zzzzz-dz642-aaaaaaaaaaaaaaa")

@@ -31,8 +31,8 @@ from ..routing import ServiceRouter, run_service
 router = ServiceRouter(prefix="/arvados/v1/container_requests", tags=["logs"])
 
 METHODS = ["GET", "HEAD", "OPTIONS", "PROPFIND"]
-CONTAINER_UUID_RE = re.compile(r"^[a-z0-9]{5}-dz642-[a-z0-9]{15}$")
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+CONTAINER_UUID_RE = re.compile(r"^[a-z0-9]{5}-dz642-[a-z0-9]{15}\Z")
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)\Z")
 FOLLOW_POLL_SECONDS = 0.25
 
 

@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 RETRIES = 5
@@ -64,7 +65,7 @@ class Client:
         body: Any = None,
         *,
         params: Mapping[str, Any] | None = None,
-        raw: bytes | None = None,
+        raw: bytes | Path | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Send a request; the decoded JSON answer (None for HEAD or an empty body)."""
@@ -82,7 +83,7 @@ class Client:
         body: Any = None,
         *,
         params: Mapping[str, Any] | None = None,
-        raw: bytes | None = None,
+        raw: bytes | Path | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> tuple[int, bytes, http.client.HTTPMessage]:
         target = self._prefix + path
@@ -97,7 +98,12 @@ class Client:
         for attempt in range(RETRIES + 1):
             conn = self._connection()
             try:
-                conn.request(method, target, body=payload, headers=sent)
+                if isinstance(payload, Path):  # streamed from the file, reopened for each attempt
+                    with payload.open("rb") as body:
+                        conn.request(method, target, body=body,
+                                     headers={**sent, "Content-Length": str(payload.stat().st_size)})
+                else:
+                    conn.request(method, target, body=payload, headers=sent)
                 response = conn.getresponse()
                 data = response.read()
                 return response.status, data, response.headers
@@ -154,7 +160,8 @@ class Client:
             raise ApiError(status, [], "HEAD", f"/blobs/{sha256}")
         return status == 200
 
-    def put_blob(self, sha256: str, data: bytes) -> None:
+    def put_blob(self, sha256: str, data: bytes | Path) -> None:
+        """Store a blob: bytes, or a file streamed from disk."""
         self.request("PUT", f"/blobs/{sha256}", raw=data, headers={"Content-Type": "application/octet-stream"})
 
     def get_blob(self, sha256: str) -> bytes:

@@ -82,6 +82,15 @@ def parser() -> argparse.ArgumentParser:
                                      " with -f, stdout.txt)")
     logs.add_argument("--api", default=os.environ.get("CRUNCH_API"), help="the API server (default: $CRUNCH_API)")
     logs.add_argument("--token", default=os.environ.get("CRUNCH_API_TOKEN"), help="default: $CRUNCH_API_TOKEN")
+
+    image = verbs.add_parser("image", help="container images stored as collections")
+    image_verbs = image.add_subparsers(dest="image_verb", required=True)
+    put = image_verbs.add_parser("put", help="store an image tarball (or an engine's image) as a collection;"
+                                             " print its hash, usable as container_image")
+    put.add_argument("image", help="a `docker save` tarball, or an image reference the local engine has")
+    put.add_argument("--engine", help="docker-compatible CLI to save a reference with (default: podman, else docker)")
+    put.add_argument("--api", default=os.environ.get("CRUNCH_API"), help="the API server (default: $CRUNCH_API)")
+    put.add_argument("--token", default=os.environ.get("CRUNCH_API_TOKEN"), help="default: $CRUNCH_API_TOKEN")
     return top
 
 
@@ -116,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             return _dispatch(args)
         if args.verb == "logs":
             return _logs(args)
+        if args.verb == "image":
+            return _image_put(args)
     except CrunchError as error:
         print(f"crunchctl: {error}", file=sys.stderr)
         return 1
@@ -207,6 +218,21 @@ def _logs(args: argparse.Namespace) -> int:
     except ApiError as error:
         print(f"crunchctl logs: {error}", file=sys.stderr)
         return 1
+
+
+def _image_put(args: argparse.Namespace) -> int:
+    from ..client import ApiError, Client
+    from .images import put_image
+
+    if not args.api or not args.token:
+        print("crunchctl image put: --api and --token (or $CRUNCH_API and $CRUNCH_API_TOKEN) are needed", file=sys.stderr)
+        return 2
+    try:
+        print(put_image(Client(args.api, args.token), args.image, args.engine))
+    except (ApiError, OSError, RuntimeError) as error:
+        print(f"crunchctl image put: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -118,9 +118,7 @@ class Dispatcher:
                 continue
             not_before = _not_before(container)
             if not_before is not None and not_before > datetime.now(timezone.utc):
-                self._publish(uuid, f"Waiting until {not_before.strftime('%Y-%m-%dT%H:%M:%SZ')} before retrying"
-                                    f" (attempt {container.get('lock_count', 0) + 1}).")
-                continue
+                continue  # backing off before a retry: the API says so itself (it knows the attempts)
             if _fits(container, usage, capacity):
                 if self._lock_and_start(container):
                     usage.add(container)

@@ -88,15 +88,7 @@ class Keep:
         if self.local is not None:
             sha256, size = self.local.put_file(path)
             return {"blob": sha256, "size": size}
-        digest, size = hashlib.sha256(), 0
-        with path.open("rb") as f:
-            while chunk := f.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        sha256 = digest.hexdigest()
-        if not self.api.has_blob(sha256):
-            self.api.put_blob(sha256, path.read_bytes())
-        return {"blob": sha256, "size": size}
+        return store_file_over_api(self.api, path)
 
     def save(self, manifest: dict[str, Any], name: str) -> str:
         """Record a collection; its portable data hash."""
@@ -105,6 +97,19 @@ class Keep:
         if pdh != portable_data_hash(manifest):
             raise RuntimeError(f"the server computed {pdh} for a manifest hashing to {portable_data_hash(manifest)}")
         return pdh
+
+
+def store_file_over_api(api: Client, path: Path) -> dict[str, Any]:
+    """Upload a file as one blob unless the server has it already; its manifest entry."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    sha256 = digest.hexdigest()
+    if not api.has_blob(sha256):
+        api.put_blob(sha256, path)
+    return {"blob": sha256, "size": size}
 
 
 def _matches(relative: str, globs: list[str]) -> bool:

@@ -264,6 +264,12 @@ def _killed_crunch_run_is_retried(running_cluster: Cluster) -> None:
     second = retried["container_uuid"]
     assert second != first and retried["container_count"] == 2
     assert running_cluster.wait_final(second, timeout=30)["state"] == "Complete"
+    # Both attempts stay readable: the lost one from its kept live log, the second from its collection.
+    base = f"/container_requests/{request['uuid']}/log"
+    assert {i["name"] for i in ok(running_cluster.admin.get(f"{base}/"))["items"]} == {first, second}
+    for attempt in (first, second):
+        response = running_cluster.admin.get(f"{base}/{attempt}/stdout.txt")
+        assert response.status_code == 200 and lines(response.content) == [b"attempt"]
     final = ok(running_cluster.admin.get(f"/container_requests/{request['uuid']}"))
     assert final["state"] == "Final"
     log = ok(running_cluster.admin.get(f"/collections/{final['log_uuid']}"))["manifest"]
@@ -388,14 +394,15 @@ def test_a_missing_image_is_cancelled_with_a_setup_error(podman_environment: obj
 def test_an_image_given_as_a_collection_is_loaded_once_and_cached(
     cluster: Cluster, podman_environment, busybox_tarball: Path
 ) -> None:
-    import hashlib
+    import subprocess
+    import sys
 
-    admin = cluster.admin
-    data = busybox_tarball.read_bytes()
-    sha = hashlib.sha256(data).hexdigest()
-    ok(admin.put(f"/blobs/{sha}", content=data))
-    pdh = ok(admin.post("/collections", json={"manifest": {"image.tar": {"blob": sha, "size": len(data)}}}))[
-        "portable_data_hash"]
+    env = {**os.environ, "CRUNCH_API": cluster.service.url, "CRUNCH_API_TOKEN": cluster.service.admin_token}
+    put = [sys.executable, "-m", "cwl_crunch.cli.main", "image", "put", str(busybox_tarball)]
+    pdh = subprocess.run(put, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}\+\d+", pdh)
+    again = subprocess.run(put, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert again == pdh, "the same tarball is the same collection"
     # A fresh image store: the image must come from the collection, not from an earlier test.
     podman_environment.run("rmi", "--force", "--all", check=False)
     cluster.start_dispatcher()
@@ -408,3 +415,45 @@ def test_an_image_given_as_a_collection_is_loaded_once_and_cached(
     narrative = lines(cluster.log_files(again)["crunch-run.txt"])
     assert any(b"loading image from collection" in line for line in narrative)
     assert again["state"] == "Complete"
+
+
+# -- the dispatcher's bookkeeping ---------------------------------------------------------------
+
+
+def test_dispatcher_never_runs_beyond_its_capacity_and_says_why_others_wait(cluster: Cluster) -> None:
+    cluster.start_dispatcher("--vcpus", "2", "--ram", str(4 * GiB))
+    requests = [cluster.submit(command=["sleep", "2"], environment={"N": str(i)}, priority=500 - i) for i in range(4)]
+    uuids = [r["container_uuid"] for r in requests]
+    cluster.wait_for(uuids[1], lambda c: c["state"] == "Running")
+    statuses = {}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(statuses) < 2:
+        for request in requests[2:]:
+            status = ok(cluster.admin.get(f"/container_requests/{request['uuid']}/container_status"))
+            if status["state"] == "Queued" and status["scheduling_status"]:
+                statuses[request["uuid"]] = status["scheduling_status"]
+        time.sleep(0.1)
+    assert statuses[requests[2]["uuid"]] == "Waiting in queue at position 1. All 2 vCPUs are in use."
+    assert statuses[requests[3]["uuid"]] == "Waiting in queue at position 2. All 2 vCPUs are in use."
+    most = 0
+    while not all(cluster.container(u)["state"] == "Complete" for u in uuids):
+        running = sum(cluster.container(u)["state"] in ("Locked", "Running") for u in uuids)
+        most = max(most, running)
+        assert running <= 2, "more containers than vCPUs at once"
+        assert time.monotonic() < deadline + 30
+        time.sleep(0.05)
+    assert most == 2
+
+
+def test_containers_see_neither_the_servers_data_nor_the_dispatchers_token(running_cluster: Cluster) -> None:
+    data_dir = running_cluster.root / "data"
+    (data_dir / "admin-token").write_text(running_cluster.service.admin_token)
+    script = f"cat {data_dir}/admin-token; ls {running_cluster.root / 'work'}; env"
+    request = running_cluster.submit(command=["sh", "-c", script])
+    container = running_cluster.wait_final(request["container_uuid"])
+    files = running_cluster.log_files(container)
+    output = files["stdout.txt"] + files["stderr.txt"]
+    assert running_cluster.service.admin_token.encode() not in output
+    assert b"CRUNCH_DISPATCH_TOKEN" not in output and b"CRUNCH_API_TOKEN" not in output
+    assert b"No such file or directory" in files["stderr.txt"]
+    assert lines(files["stdout.txt"])  # env printed something: the command did run

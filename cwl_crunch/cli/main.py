@@ -74,6 +74,8 @@ def parser() -> argparse.ArgumentParser:
     dispatch.add_argument("--hide", type=Path, action="append", default=[],
                           help="a host path containers must not see (repeatable)")
     dispatch.add_argument("--interval", type=float, default=0.5, help="seconds between rounds")
+    dispatch.add_argument("--crunchstat-interval", type=float, default=10.0,
+                          help="seconds between crunchstat lines of each container (default 10)")
 
     logs = verbs.add_parser("logs", help="print a container request's logs (newest attempt)")
     logs.add_argument("request_uuid")
@@ -196,7 +198,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     api = Client(args.api, args.token)
     heartbeat_timeout = api.request("GET", "/config").get("container_heartbeat_timeout") or 60
     options = Options(work_root=args.work_root, blob_root=args.blob_root, hidden=tuple(args.hide),
-                      heartbeat_seconds=min(10.0, max(0.2, heartbeat_timeout / 4)))
+                      heartbeat_seconds=min(10.0, max(0.2, heartbeat_timeout / 4)),
+                      crunchstat_seconds=args.crunchstat_interval)
     environment = {"CRUNCH_API": args.api, "CRUNCH_DISPATCH_TOKEN": args.token}
     backend = LocalBackend(Capacity(args.vcpus, args.ram, args.supervisors), args.state_dir, environment, options)
     dispatcher = Dispatcher(api, backend)

@@ -38,7 +38,7 @@ from .runtimes import (
     RuntimeUnavailable,
 )
 from .runtimes.docker import DockerRuntime
-from .runtimes.local import LocalRuntime
+from .runtimes.local import LocalRuntime, memory_usage
 
 PDH_RE = re.compile(r"^[0-9a-f]{64}\+\d+\Z")
 LOG_FILES = ("crunch-run.txt", "stdout.txt", "stderr.txt", "crunchstat.txt")
@@ -393,9 +393,20 @@ class CrunchRun:
                 return
 
     def _crunchstat(self, stop: threading.Event) -> None:
+        """A line of resource use every interval; a warning when memory nears the container's limit."""
         log = self.logs["crunchstat.txt"]
+        warned = False
         while self.process is not None:
-            log.write(_usage(self.process.pid))
+            line = _usage(self.process.pid)
+            memory = memory_usage(self.spec) if isinstance(self.runtime, LocalRuntime) and self.spec else None
+            if memory is not None:
+                used, limit = memory
+                line += f"; cgroup mem {used} of {limit}"
+                if used > 0.9 * limit and not warned:
+                    warned = True
+                    self.say("container using over 90% of memory")
+                    self._quietly(self._status, {"warning": "container using over 90% of memory"})
+            log.write(line)
             if stop.wait(self.options.crunchstat_seconds):
                 return
 

@@ -457,3 +457,21 @@ def test_containers_see_neither_the_servers_data_nor_the_dispatchers_token(runni
     assert b"CRUNCH_DISPATCH_TOKEN" not in output and b"CRUNCH_API_TOKEN" not in output
     assert b"No such file or directory" in files["stderr.txt"]
     assert lines(files["stdout.txt"])  # env printed something: the command did run
+
+
+def test_memory_is_limited_and_nearly_full_memory_raises_a_warning(cluster: Cluster) -> None:
+    if not Path("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists():
+        pytest.skip("no cgroup v1 memory controller here: the local runtime falls back to an address-space rlimit")
+    cluster.start_dispatcher("--crunchstat-interval", "0.2")
+    limit = 100 << 20
+    # tail keeps a line without a newline in memory: 96 MB held for 2 s, then 300 MB (killed).
+    near = cluster.submit(command=["sh", "-c", "(head -c 96000000 /dev/zero; sleep 2) | tail > /dev/null"],
+                          runtime_constraints={"vcpus": 1, "ram": limit})
+    over = cluster.submit(command=["sh", "-c", "head -c 300000000 /dev/zero | tail > /dev/null"],
+                          runtime_constraints={"vcpus": 1, "ram": limit})
+    warned = cluster.wait_final(near["container_uuid"])
+    assert warned["runtime_status"].get("warning") == "container using over 90% of memory"
+    assert any(b"cgroup mem" in line for line in lines(cluster.log_files(warned)["crunchstat.txt"]))
+    killed = cluster.wait_final(over["container_uuid"])
+    assert killed["state"] == "Complete" and killed["exit_code"] != 0
+    assert b"Killed" in cluster.log_files(killed)["stderr.txt"]

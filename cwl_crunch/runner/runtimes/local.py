@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path, PurePosixPath
 
 from . import NOT_STARTED, Bind, CommandNotStarted, ProcessSpec, RuntimeUnavailable
@@ -47,6 +48,7 @@ class LocalRuntime:
 
     def start(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
         _check_command(spec)
+        groups = _cgroups(spec)
         stdin = spec.stdin.open("rb") if spec.stdin else subprocess.DEVNULL
         try:
             return subprocess.Popen(
@@ -56,7 +58,7 @@ class LocalRuntime:
                 stderr=spec.stderr if spec.stderr is not None else subprocess.PIPE,
                 env=spec.environment,
                 start_new_session=True,
-                preexec_fn=_limits(spec),
+                preexec_fn=_limits(spec, groups),
             )
         finally:
             if stdin is not subprocess.DEVNULL:
@@ -68,7 +70,17 @@ class LocalRuntime:
         return None
 
     def cleanup(self, spec: ProcessSpec) -> None:
-        """Nothing outlives bwrap (`--die-with-parent`, own pid namespace)."""
+        """Nothing outlives bwrap (`--die-with-parent`, own pid namespace); its cgroups go once
+        the kernel has let go of the last exiting process (a few milliseconds)."""
+        for group in _cgroup_paths(spec):
+            for _ in range(50):
+                try:
+                    group.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
 
 
 def _carve(directory: Path, targets: list[PurePosixPath]) -> list[str]:
@@ -132,17 +144,63 @@ def _host_path(path: str, binds: list[Bind]) -> Path | None:
     return Path(inner)
 
 
-def _limits(spec: ProcessSpec):  # type: ignore[no-untyped-def]
-    """Resource limits the host allows without cgroup delegation: address space from `ram`."""
-    if not spec.ram:
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CPU_PERIOD_US = 100_000
+
+
+def _cgroup_paths(spec: ProcessSpec) -> list[Path]:
+    name = spec.name or "unnamed"
+    return [CGROUP_ROOT / controller / "crunch" / name for controller in ("memory", "cpu")]
+
+
+def _cgroups(spec: ProcessSpec) -> list[Path]:
+    """cgroup v1 groups limiting memory (`ram`) and CPU (`vcpus`), where the host lets us make them.
+
+    Returns the groups the process must join (none: not root, cgroup v2 only, or no limits asked).
+    """
+    wanted = []
+    memory, cpu = _cgroup_paths(spec)
+    if spec.ram and (memory.parent.parent / "memory.limit_in_bytes").exists():
+        wanted.append((memory, {"memory.limit_in_bytes": spec.ram, "memory.memsw.limit_in_bytes": spec.ram}))
+    if spec.vcpus and (cpu.parent.parent / "cpu.cfs_quota_us").exists():
+        wanted.append((cpu, {"cpu.cfs_period_us": CPU_PERIOD_US, "cpu.cfs_quota_us": int(spec.vcpus * CPU_PERIOD_US)}))
+    groups = []
+    for group, settings in wanted:
+        try:
+            group.mkdir(parents=True, exist_ok=True)
+            for name, value in settings.items():
+                if (group / name).exists():  # memsw only exists with swap accounting
+                    (group / name).write_text(str(value))
+        except OSError:
+            continue  # not allowed here: the rlimit below still applies
+        groups.append(group)
+    return groups
+
+
+def memory_usage(spec: ProcessSpec) -> tuple[int, int] | None:
+    """(bytes in use, limit) of the container's memory cgroup, if it has one."""
+    group = _cgroup_paths(spec)[0]
+    try:
+        return int((group / "memory.usage_in_bytes").read_text()), int((group / "memory.limit_in_bytes").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _limits(spec: ProcessSpec, groups: list[Path]):  # type: ignore[no-untyped-def]
+    """Run in the child before bwrap starts: join the cgroups; without a memory cgroup, an
+    address-space rlimit is the fallback (generous: address space is not resident memory)."""
+    memory_group = any(g.parent.parent.name == "memory" for g in groups)
+    if not groups and not spec.ram:
         return None
 
     def apply() -> None:
-        import resource
+        for group in groups:
+            (group / "cgroup.procs").write_text(str(os.getpid()))
+        if spec.ram and not memory_group:
+            import resource
 
-        # Generous: address space is not resident memory (runtimes reserve more than they use).
-        limit = max(spec.ram * 4, 1 << 30)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            limit = max(spec.ram * 4, 1 << 30)
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
     return apply

@@ -140,8 +140,8 @@ def test_stdout_and_stderr_go_to_their_own_files_each_line_stamped(image: str, r
         assert lines(files[name]), f"{name} is empty"
 
 
-def test_timestamps_are_utc_rfc3339_with_nine_fractional_digits(running_cluster: Cluster) -> None:
-    request = running_cluster.submit(command=["echo", "x"])
+def test_timestamps_are_utc_rfc3339_with_nine_fractional_digits(image: str, running_cluster: Cluster) -> None:
+    request = running_cluster.submit(container_image=image, command=["echo", "x"])
     files = running_cluster.log_files(running_cluster.wait_final(request["container_uuid"]))
     for line in files["stdout.txt"].splitlines() + files["crunch-run.txt"].splitlines():
         assert re.match(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ", line), line
@@ -216,11 +216,11 @@ def test_more_ram_than_the_dispatcher_has_is_unsatisfiable(cluster: Cluster) -> 
     assert container["runtime_status"]["error"] == "constraints not satisfiable: needs 40 GiB RAM, this node has 2 GiB"
 
 
-def test_a_log_collection_that_cannot_be_saved_keeps_the_live_log(sqlite_store: Store, tmp_path: Path) -> None:
+def test_a_log_collection_that_cannot_be_saved_keeps_the_live_log(image: str, sqlite_store: Store, tmp_path: Path) -> None:
     for cluster in _cluster(sqlite_store, tmp_path, blobs_read_only=True):
         cluster.shared_blobs = False  # crunch-run must go through the API, which refuses new blobs
         cluster.start_dispatcher()
-        request = cluster.submit(command=["echo", "kept"])
+        request = cluster.submit(container_image=image, command=["echo", "kept"])
         container = cluster.wait_final(request["container_uuid"])
         assert container["log"] is None
         assert live_rows(sqlite_store, container["uuid"]) > 0

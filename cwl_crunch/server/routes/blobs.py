@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import re
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -23,6 +22,7 @@ from starlette.requests import ClientDisconnect
 from ...files import BlobNotFound, BlobStore, FileBlobStore, ReadOnly
 from ...files.blobs import CHUNK
 from ..deps import ContextDep, PrincipalDep
+from ..ranges import byte_range
 from ..routing import ServiceRouter
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ async def get_blob(
     size = await anyio.to_thread.run_sync(blobs.size, sha256)
     if size is None:
         raise BlobNotFound(sha256)
-    wanted = byte_range(range_, size)
+    wanted = byte_range(range_, size, "the blob")
     if wanted is None:
         start, end, status, headers = 0, size, 200, _headers(sha256, size)
     else:
@@ -102,40 +102,6 @@ async def get_blob(
 
 
 # -- helpers -------------------------------------------------------------------------------
-
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
-
-
-def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """[start, end) asked for by a single-range `Range` header, or None to send it all.
-
-    A header this cannot honour (another unit, several ranges, last < first) is ignored, as
-    RFC 9110 §14.2 allows; a range starting at or beyond the end is a 416.
-    """
-    match = _RANGE.fullmatch(header.strip()) if header else None
-    if match is None or match.groups() == ("", ""):
-        return None
-    first, last = (_number(text) for text in match.groups())
-    if first is None:  # suffix: the last `last` bytes
-        if not last or size == 0:  # -0, or nothing to send a part of
-            raise _unsatisfiable(size)
-        return max(size - last, 0), size
-    if last is not None and last < first:
-        return None
-    if first >= size:
-        raise _unsatisfiable(size)
-    return first, size if last is None else min(last + 1, size)
-
-
-def _number(digits: str) -> int | None:
-    if not digits:
-        return None
-    return int(digits) if len(digits) <= 30 else 10**30  # no int() of a megabyte of digits
-
-
-def _unsatisfiable(size: int) -> HTTPException:
-    return HTTPException(416, f"range not satisfiable: the blob has {size} bytes", {"Content-Range": f"bytes */{size}"})
-
 
 def _headers(sha256: str, length: int) -> dict[str, str]:
     return {"Content-Length": str(length), "Accept-Ranges": "bytes", "ETag": f'"{sha256}"'}

@@ -26,13 +26,13 @@ from ...files.blobs import FileBlobStore
 from ...services import logs
 from ...services.context import Context
 from ..deps import ContextDep, PrincipalDep
+from ..ranges import byte_range, start_of
 from ..routing import ServiceRouter, run_service
 
 router = ServiceRouter(prefix="/arvados/v1/container_requests", tags=["logs"])
 
 METHODS = ["GET", "HEAD", "OPTIONS", "PROPFIND"]
 CONTAINER_UUID_RE = re.compile(r"^[a-z0-9]{5}-dz642-[a-z0-9]{15}\Z")
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)\Z")
 FOLLOW_POLL_SECONDS = 0.25
 
 
@@ -66,7 +66,7 @@ async def log(
         entry = _entry(attempt, name)
         return _propfind(f"{uuid}/log/{container_uuid}/", {name: (entry.size, entry.modified_at)}, directory=False)
     if follow and request.method == "GET":
-        start = _start_only(range_header)
+        start = start_of(range_header)
         return StreamingResponse(_follow(ctx, principal, uuid, container_uuid, name, start),
                                  media_type="text/plain; charset=utf-8", headers={"Cache-Control": "no-store"})
     return _file(ctx, _entry(attempt, name), request.method, range_header)
@@ -127,34 +127,9 @@ def _dav_response(href: str, size: int, at: datetime | None, is_dir: bool) -> st
             "<D:status>HTTP/1.1 200 OK</D:status></D:propstat></D:response>")
 
 
-def _range(header: str | None, size: int) -> tuple[int, int] | None:
-    """(start, end exclusive) for a `Range: bytes=…` header; None for the whole file."""
-    if not header:
-        return None
-    match = _RANGE_RE.match(header.strip())
-    if not match or match.groups() == ("", ""):
-        return None  # not a single byte range: ignored, as RFC 9110 allows
-    first, last = match.groups()
-    if first == "":
-        start, end = max(0, size - int(last)), size
-    else:
-        start, end = int(first), size if last == "" else min(size, int(last) + 1)
-    if start >= size or start >= end:
-        raise _Unsatisfiable(size)
-    return start, end
-
-
-class _Unsatisfiable(Exception):
-    def __init__(self, size: int) -> None:
-        self.size = size
-
-
 def _file(ctx: Context, entry: logs.LogEntry, method: str, range_header: str | None) -> Response:
     headers = {"Accept-Ranges": "bytes", "Last-Modified": format_datetime(entry.modified_at, usegmt=True)}
-    try:
-        span = _range(range_header, entry.size)
-    except _Unsatisfiable as error:
-        return Response(status_code=416, headers={"Content-Range": f"bytes */{error.size}"})
+    span = byte_range(range_header, entry.size)
     start, end = span or (0, entry.size)
     status = 206 if span else 200
     if span:
@@ -195,8 +170,3 @@ async def _follow(ctx: Context, principal: Principal, uuid: str, container_uuid:
         if attempt.final:
             return
         await asyncio.sleep(FOLLOW_POLL_SECONDS)
-
-
-def _start_only(header: str | None) -> int:
-    match = _RANGE_RE.match(header.strip()) if header else None
-    return int(match.group(1)) if match and match.group(1) else 0

@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..domain.errors import CrunchError
 from ..domain.uuids import CLUSTER_RE
+
+if TYPE_CHECKING:
+    from ..client import Client
 
 # Imports stay inside the verbs: `run-container` starts once per container and must not pay
 # for the server's (FastAPI, SQLAlchemy) or anything else it does not use.
@@ -210,33 +215,34 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    from ..client import ApiError, Client
     from .logs import print_logs
 
-    if not args.api or not args.token:
-        print("crunchctl logs: --api and --token (or $CRUNCH_API and $CRUNCH_API_TOKEN) are needed", file=sys.stderr)
-        return 2
-    try:
-        return print_logs(Client(args.api, args.token), args.request_uuid, args.file, args.follow, sys.stdout.buffer)
-    except ApiError as error:
-        print(f"crunchctl logs: {error}", file=sys.stderr)
-        return 1
+    return _as_client("crunchctl logs", args, lambda api: print_logs(
+        api, args.request_uuid, args.file, args.follow, sys.stdout.buffer))
 
 
 def _image_put(args: argparse.Namespace) -> int:
-    from ..client import ApiError, Client
     from .images import put_image
 
+    def put(api: Client) -> int:
+        print(put_image(api, args.image, args.engine))
+        return 0
+
+    return _as_client("crunchctl image put", args, put)
+
+
+def _as_client(verb: str, args: argparse.Namespace, work: Callable[[Client], int]) -> int:
+    """Run a client verb with `--api`/`--token`; errors from the API or the disk end it with 1."""
+    from ..client import ApiError, Client
+
     if not args.api or not args.token:
-        print("crunchctl image put: --api and --token (or $CRUNCH_API and $CRUNCH_API_TOKEN) are needed", file=sys.stderr)
+        print(f"{verb}: --api and --token (or $CRUNCH_API and $CRUNCH_API_TOKEN) are needed", file=sys.stderr)
         return 2
     try:
-        print(put_image(Client(args.api, args.token), args.image, args.engine))
+        return work(Client(args.api, args.token))
     except (ApiError, OSError, RuntimeError) as error:
-        print(f"crunchctl image put: {error}", file=sys.stderr)
+        print(f"{verb}: {error}", file=sys.stderr)
         return 1
-    return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -26,6 +26,7 @@ from typing import Any
 
 from .. import __version__
 from ..client import ApiError, Client
+from . import crunchstat, staging
 from .keep import Keep
 from .logs import LiveSender, LogFile, Throttle
 from .runtimes import (
@@ -156,61 +157,19 @@ class CrunchRun:
             self.logs[name] = LogFile(self.workdir / "log" / name, self.live, throttle, echo)
         container_json = {k: v for k, v in self.container.items() if k not in ("auth", "secret_mounts")}
         (self.workdir / "log" / "container.json").write_text(json.dumps(container_json, indent=2, sort_keys=True))
-        node = {"hostname": platform.node(), "cpus": os.cpu_count(), "ram": _host_ram(),
+        node = {"hostname": platform.node(), "cpus": os.cpu_count(), "ram": crunchstat.host_ram(),
                 "engine": self.options.engine or "none", "python": platform.python_version()}
         (self.workdir / "log" / "node.json").write_text(json.dumps(node, indent=2, sort_keys=True))
 
     def _stage(self) -> tuple[list[Bind], dict[str, Path]]:
-        """Mounts become binds; `stdin`/`stdout`/`stderr` mounts become host files."""
-        keep = self._keep()
         mounts = {**(self.container.get("mounts") or {}), **(self.secret_mounts or {})}
         if any(m.get("kind") == "collection" for m in mounts.values()):  # the only slow kind
             self._status({"activity": "staging inputs"})
-        binds: list[Bind] = []
-        streams: dict[str, Path] = {}
-        staged = self.workdir / "mounts"
-        for index, (target, mount) in enumerate(sorted(mounts.items())):
-            if target in ("stdout", "stderr"):
-                continue  # files under output_path, resolved once the binds are known
-            try:
-                source = self._stage_one(keep, staged / str(index), mount)
-            except Failure:
-                raise
-            except Exception as error:  # noqa: BLE001 - named and reported
-                raise Failure(f"cannot stage mount {target}: {error}", cause="setup") from error
-            if target == "stdin":
-                streams["stdin"] = source
-                continue
-            binds.append(Bind(source, target, writable=mount.get("kind") == "tmp"))
-            self.say(f"mount {target}: {mount.get('kind')}")
-        for name in ("stdout", "stderr"):
-            if name in mounts:
-                path = mounts[name].get("path", "")
-                host = _inside(binds, path, self.container["output_path"])
-                if host is None:
-                    raise Failure(f"cannot stage mount {name}: {path!r} is not a file under output_path", cause="setup")
-                host.parent.mkdir(parents=True, exist_ok=True)
-                streams[name] = host
-        return binds, streams
-
-    def _stage_one(self, keep: Keep, place: Path, mount: dict[str, Any]) -> Path:
-        kind = mount.get("kind")
-        if kind == "collection":
-            pdh = mount.get("portable_data_hash", "")
-            root = keep.materialise(pdh)
-            source = root / mount.get("path", "").lstrip("/")
-            if not source.exists():
-                raise Failure(f"cannot stage mount: {mount.get('path')!r} is not in collection {pdh}", cause="setup")
-            return source
-        if kind == "tmp":
-            place.mkdir(parents=True)
-            return place
-        if kind in ("json", "text"):
-            place.parent.mkdir(parents=True, exist_ok=True)
-            content = mount.get("content")
-            place.write_text(json.dumps(content) if kind == "json" else str(content))
-            return place
-        raise Failure(f"cannot stage mount of kind {kind!r}", cause="setup")
+        try:
+            return staging.stage_mounts(self._keep(), mounts, self.container["output_path"], self.workdir / "mounts",
+                                        self.say)
+        except staging.StagingError as error:
+            raise Failure(str(error), cause="setup") from error
 
     def _prepare(self, binds: list[Bind], streams: dict[str, Path]) -> tuple[Runtime, ProcessSpec]:
         image = self.container.get("container_image") or ""
@@ -325,7 +284,7 @@ class CrunchRun:
         keep = self._keep()
         changes: dict[str, Any] = {}
         finished = self.outcome.state is None and exit_code is not None  # Complete once the output is saved
-        output_dir = _inside(self.spec.binds if self.spec else [], self.container["output_path"], "/")
+        output_dir = staging.host_path(self.spec.binds if self.spec else [], self.container["output_path"], "/")
         if output_dir is not None and output_dir.is_dir():  # partial output is saved on Cancelled too
             if any(output_dir.iterdir()):
                 self._quietly(self._status, {"activity": "uploading output"})
@@ -397,7 +356,7 @@ class CrunchRun:
         log = self.logs["crunchstat.txt"]
         warned = False
         while self.process is not None:
-            line = _usage(self.process.pid)
+            line = crunchstat.usage(self.process.pid)
             memory = memory_usage(self.spec) if isinstance(self.runtime, LocalRuntime) and self.spec else None
             if memory is not None:
                 used, limit = memory
@@ -459,50 +418,11 @@ class CrunchRun:
         self._quietly(self.api.request, "POST", f"/containers/{self.uuid}/unlock")
 
 
-def _inside(binds: list[Bind], path: str, under: str) -> Path | None:
-    """The host path of `path` inside the container, if it is under `under` and a bind holds it."""
-    if not path.startswith("/") or ".." in path.split("/") or not (path + "/").startswith(under.rstrip("/") + "/"):
-        return None
-    for bind in sorted(binds, key=lambda b: len(b.target), reverse=True):
-        target = bind.target.rstrip("/")
-        if path == target or path.startswith(target + "/"):
-            return bind.source / path[len(target):].lstrip("/")
-    return None
-
-
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
     try:
         os.killpg(process.pid, signum)
     except ProcessLookupError:
         pass
-
-
-def _host_ram() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError):
-        return 0
-
-
-def _usage(pid: int) -> str:
-    """CPU seconds and resident memory of the process group led by `pid` (crunchstat line)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    user = system = rss = 0
-    count = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) != pid:  # process group id
-            continue
-        count += 1
-        user += int(fields[11])
-        system += int(fields[12])
-        rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-    return f"cpu {user / ticks:.2f} user {system / ticks:.2f} sys; mem {rss} rss; processes {count}"
 
 
 def main(uuid: str, options: Options, locked: dict[str, Any] | None = None) -> int:

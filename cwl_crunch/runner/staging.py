@@ -1,0 +1,73 @@
+"""Staging (SPEC §7 step 2): the container's mounts as host paths bound at their targets."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .keep import Keep
+from .runtimes import Bind
+
+
+class StagingError(Exception):
+    """A mount cannot be staged: the container is cancelled with cause `setup`, naming it."""
+
+
+def stage_mounts(keep: Keep, mounts: dict[str, Any], output_path: str, place: Path,
+                 say: Callable[[str], None]) -> tuple[list[Bind], dict[str, Path]]:
+    """Binds for the mounts; `stdin`/`stdout`/`stderr` mounts become host files instead."""
+    binds: list[Bind] = []
+    streams: dict[str, Path] = {}
+    for index, (target, mount) in enumerate(sorted(mounts.items())):
+        if target in ("stdout", "stderr"):
+            continue  # files under output_path, resolved once the binds are known
+        try:
+            source = _stage_one(keep, place / str(index), mount)
+        except Exception as error:  # noqa: BLE001 - whatever went wrong, reported naming the mount
+            raise StagingError(f"cannot stage mount {target}: {error}") from error
+        if target == "stdin":
+            streams["stdin"] = source
+            continue
+        binds.append(Bind(source, target, writable=mount.get("kind") == "tmp"))
+        say(f"mount {target}: {mount.get('kind')}")
+    for name in ("stdout", "stderr"):
+        if name in mounts:
+            path = mounts[name].get("path", "")
+            host = host_path(binds, path, output_path)
+            if host is None:
+                raise StagingError(f"cannot stage mount {name}: {path!r} is not a file under output_path")
+            host.parent.mkdir(parents=True, exist_ok=True)
+            streams[name] = host
+    return binds, streams
+
+
+def _stage_one(keep: Keep, place: Path, mount: dict[str, Any]) -> Path:
+    kind = mount.get("kind")
+    if kind == "collection":
+        pdh = mount.get("portable_data_hash", "")
+        source = keep.materialise(pdh) / mount.get("path", "").lstrip("/")
+        if not source.exists():
+            raise StagingError(f"{mount.get('path')!r} is not in collection {pdh}")
+        return source
+    if kind == "tmp":
+        place.mkdir(parents=True)
+        return place
+    if kind in ("json", "text"):
+        place.parent.mkdir(parents=True, exist_ok=True)
+        content = mount.get("content")
+        place.write_text(json.dumps(content) if kind == "json" else str(content))
+        return place
+    raise StagingError(f"mounts of kind {kind!r} are not supported")
+
+
+def host_path(binds: list[Bind], path: str, under: str) -> Path | None:
+    """The host path of `path` inside the container, if it is under `under` and a bind holds it."""
+    if not path.startswith("/") or ".." in path.split("/") or not (path + "/").startswith(under.rstrip("/") + "/"):
+        return None
+    for bind in sorted(binds, key=lambda b: len(b.target), reverse=True):
+        target = bind.target.rstrip("/")
+        if path == target or path.startswith(target + "/"):
+            return bind.source / path[len(target):].lstrip("/")
+    return None

@@ -480,3 +480,31 @@ def test_memory_is_limited_and_nearly_full_memory_raises_a_warning(cluster: Clus
     killed = cluster.wait_final(over["container_uuid"])
     assert killed["state"] == "Complete" and killed["exit_code"] != 0
     assert b"Killed" in cluster.log_files(killed)["stderr.txt"]
+
+
+def test_cgroups_left_by_a_killed_crunch_run_are_swept(tmp_path: Path) -> None:
+    from cwl_crunch.runner.runtimes import ProcessSpec
+    from cwl_crunch.runner.runtimes.local import CGROUP_ROOT, LocalRuntime
+
+    require_bwrap()
+    parent = CGROUP_ROOT / "memory" / "crunch"
+    if not (CGROUP_ROOT / "memory" / "memory.limit_in_bytes").exists():
+        pytest.skip("no cgroup v1 memory controller here")
+    stale, fresh = parent / "zzzzz-dz642-stalestalestale", parent / "zzzzz-dz642-freshfreshfresh"
+    stale.mkdir(parents=True, exist_ok=True)
+    fresh.mkdir(parents=True, exist_ok=True)
+    old = time.time() - 120
+    os.utime(stale, (old, old))
+    spec = ProcessSpec(command=["true"], cwd="/", environment={"PATH": "/usr/bin:/bin"}, binds=[], ram=64 << 20,
+                       name="zzzzz-dz642-sweepsweepsweep")
+    runtime = LocalRuntime()
+    try:
+        assert runtime.start(spec).wait(10) == 0
+        assert not stale.exists(), "a stale empty group is removed"
+        assert fresh.exists(), "a young group may belong to a crunch-run still starting: kept"
+    finally:
+        runtime.cleanup(spec)
+        for group in (stale, fresh):
+            if group.exists():
+                group.rmdir()
+    assert not (parent / spec.name).exists()

@@ -164,6 +164,7 @@ def _cgroups(spec: ProcessSpec) -> list[Path]:
         wanted.append((memory, {"memory.limit_in_bytes": spec.ram, "memory.memsw.limit_in_bytes": spec.ram}))
     if spec.vcpus and (cpu.parent.parent / "cpu.cfs_quota_us").exists():
         wanted.append((cpu, {"cpu.cfs_period_us": CPU_PERIOD_US, "cpu.cfs_quota_us": int(spec.vcpus * CPU_PERIOD_US)}))
+    _sweep_stale_cgroups([group.parent for group, _ in wanted])
     groups = []
     for group, settings in wanted:
         try:
@@ -175,6 +176,25 @@ def _cgroups(spec: ProcessSpec) -> list[Path]:
             continue  # not allowed here: the rlimit below still applies
         groups.append(group)
     return groups
+
+
+STALE_CGROUP_SECONDS = 60.0
+
+
+def _sweep_stale_cgroups(parents: list[Path]) -> None:
+    """Remove groups a killed crunch-run left behind. rmdir refuses a group that still has
+    processes, and a group younger than a minute may be another crunch-run's, still starting."""
+    now = time.time()
+    for parent in parents:
+        try:
+            groups = [g for g in parent.iterdir() if g.is_dir() and now - g.stat().st_mtime > STALE_CGROUP_SECONDS]
+        except OSError:
+            continue
+        for group in groups:
+            try:
+                group.rmdir()
+            except OSError:
+                pass
 
 
 def memory_usage(spec: ProcessSpec) -> tuple[int, int] | None:

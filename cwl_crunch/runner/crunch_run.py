@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import subprocess
@@ -26,6 +25,7 @@ from typing import Any
 
 from .. import __version__
 from ..client import ApiError, Client
+from ..domain.validation import PDH_RE
 from . import crunchstat, staging
 from .keep import Keep
 from .logs import LiveSender, LogFile, Throttle
@@ -41,7 +41,6 @@ from .runtimes import (
 from .runtimes.docker import DockerRuntime
 from .runtimes.local import LocalRuntime, memory_usage
 
-PDH_RE = re.compile(r"^[0-9a-f]{64}\+\d+\Z")
 LOG_FILES = ("crunch-run.txt", "stdout.txt", "stderr.txt", "crunchstat.txt")
 
 
@@ -96,6 +95,7 @@ class CrunchRun:
         self.runtime: Runtime | None = None
         self.spec: ProcessSpec | None = None
         self.logs: dict[str, LogFile] = {}
+        self.streams: dict[str, Path] = {}  # stdin/stdout/stderr mounts as host files
         self.live: LiveSender | None = None
 
     # -- the steps -----------------------------------------------------------------------
@@ -157,8 +157,7 @@ class CrunchRun:
             self.logs[name] = LogFile(self.workdir / "log" / name, self.live, throttle, echo)
         container_json = {k: v for k, v in self.container.items() if k not in ("auth", "secret_mounts")}
         (self.workdir / "log" / "container.json").write_text(json.dumps(container_json, indent=2, sort_keys=True))
-        node = {"hostname": platform.node(), "cpus": os.cpu_count(), "ram": crunchstat.host_ram(),
-                "engine": self.options.engine or "none", "python": platform.python_version()}
+        node = crunchstat.node_facts(self.options.engine or "none")
         (self.workdir / "log" / "node.json").write_text(json.dumps(node, indent=2, sort_keys=True))
 
     def _stage(self) -> tuple[list[Bind], dict[str, Path]]:
@@ -174,25 +173,8 @@ class CrunchRun:
     def _prepare(self, binds: list[Bind], streams: dict[str, Path]) -> tuple[Runtime, ProcessSpec]:
         image = self.container.get("container_image") or ""
         runtime: Runtime = LocalRuntime() if not image else self._engine_runtime(image)
-        constraints = self.container.get("runtime_constraints") or {}
-        environment = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                       "HOME": self.container["output_path"], "TMPDIR": "/tmp",
-                       **(self.container.get("environment") or {})}
-        if constraints.get("API"):
-            environment.update(CRUNCH_API=self.api.url, CRUNCH_API_TOKEN=self.container["auth"],
-                               CRUNCH_CONTAINER_UUID=self.uuid)
-        spec = ProcessSpec(
-            command=list(self.container["command"]),
-            cwd=self.container.get("cwd") or self.container["output_path"],
-            environment=environment,
-            binds=binds,
-            stdin=streams.get("stdin"),
-            network=bool(constraints.get("API")),
-            ram=constraints.get("ram"),
-            vcpus=constraints.get("vcpus"),
-            hidden=[*self.options.hidden, self.options.work_root],
-            name=self.uuid,
-        )
+        spec = staging.process_spec(self.container, self.api.url, binds, streams,
+                                    hidden=[*self.options.hidden, self.options.work_root])
         self.streams = streams
         try:
             if image:
@@ -219,14 +201,11 @@ class CrunchRun:
         self._status({"activity": "loading image"})
         self.say(f"loading image from collection {image}")
         try:
-            directory = self._keep().materialise(image)
-        except (ApiError, OSError) as error:
+            tarball = self._keep().image_tarball(image)
+        except (ApiError, OSError, ValueError) as error:
             raise ImageNotFound(f"collection {image}: {error}") from error
-        tarballs = sorted(p for p in directory.rglob("*.tar") if p.is_file())
-        if len(tarballs) != 1:
-            raise ImageNotFound(f"collection {image} must hold exactly one image tarball (*.tar), not {len(tarballs)}")
         assert isinstance(runtime, DockerRuntime)
-        return runtime.load_tarball(tarballs[0])
+        return runtime.load_tarball(tarball)
 
     def _execute(self) -> int | None:
         """Run the process to its end (or until cancelled / timed out); its exit code."""
@@ -243,7 +222,7 @@ class CrunchRun:
             for f in files.values():
                 f.close()
         self.say(f"started process {self.process.pid}")
-        pumps = [self._pump(stream, self.logs[name]) for stream, name in
+        pumps = [LogFile.pump(self.logs[name], stream) for stream, name in
                  ((self.process.stdout, "stdout.txt"), (self.process.stderr, "stderr.txt")) if stream is not None]
         stop = threading.Event()
         watchers = [threading.Thread(target=target, args=(stop,), daemon=True)
@@ -267,17 +246,21 @@ class CrunchRun:
             pump.join()
         stop.set()
         self.say(f"process exited with status {returncode}")
-        head = b""
-        stderr_log = self.workdir / "log" / "stderr.txt"
-        if stderr_log.exists():
-            head = b" ".join(line.split(b" ", 1)[-1] for line in stderr_log.read_bytes().splitlines()[:1])
-        problem = self.runtime.start_failure(returncode, head)
+        problem = self.runtime.start_failure(returncode, self._first_stderr_line())
         if problem is not None:
             raise Failure(f"{NOT_STARTED.format(self.spec.command[0])} ({problem})", cause="setup")
         exit_code = returncode if returncode >= 0 else 128 - returncode
         if self.outcome.state is None:
             self._quietly(self._set, {"exit_code": exit_code})
         return exit_code
+
+    def _first_stderr_line(self) -> bytes:
+        """What the process (or the runtime, failing to start it) printed first, without its stamp."""
+        try:
+            with (self.workdir / "log" / "stderr.txt").open("rb") as log:
+                return log.readline().rstrip(b"\n").split(b" ", 1)[-1]
+        except OSError:
+            return b""
 
     def _finalize(self, exit_code: int | None) -> int:
         """Save output and logs, then the final state (decided once)."""
@@ -325,16 +308,6 @@ class CrunchRun:
 
     # -- while running -------------------------------------------------------------------
 
-    def _pump(self, stream: Any, log: LogFile) -> threading.Thread:
-        def pump() -> None:
-            while chunk := stream.read1(65536):
-                log.feed(chunk)
-            stream.close()
-
-        thread = threading.Thread(target=pump, daemon=True)
-        thread.start()
-        return thread
-
     def _heartbeat(self, stop: threading.Event) -> None:
         while not stop.wait(self.options.heartbeat_seconds or 5.0):
             self._quietly(self.api.request, "POST", f"/containers/{self.uuid}/heartbeat")
@@ -352,22 +325,15 @@ class CrunchRun:
                 return
 
     def _crunchstat(self, stop: threading.Event) -> None:
-        """A line of resource use every interval; a warning when memory nears the container's limit."""
-        log = self.logs["crunchstat.txt"]
-        warned = False
-        while self.process is not None:
-            line = crunchstat.usage(self.process.pid)
-            memory = memory_usage(self.spec) if isinstance(self.runtime, LocalRuntime) and self.spec else None
-            if memory is not None:
-                used, limit = memory
-                line += f"; cgroup mem {used} of {limit}"
-                if used > 0.9 * limit and not warned:
-                    warned = True
-                    self.say("container using over 90% of memory")
-                    self._quietly(self._status, {"warning": "container using over 90% of memory"})
-            log.write(line)
-            if stop.wait(self.options.crunchstat_seconds):
-                return
+        assert self.process is not None and self.spec is not None
+        memory = (lambda: memory_usage(self.spec)) if isinstance(self.runtime, LocalRuntime) else (lambda: None)
+
+        def warn(text: str) -> None:
+            self.say(text)
+            self._quietly(self._status, {"warning": text})
+
+        log, interval = self.logs["crunchstat.txt"], self.options.crunchstat_seconds
+        crunchstat.record(self.process.pid, memory, log, warn, interval, stop)
 
     def _stop(self, why: str) -> None:
         """SIGTERM to the process group, SIGKILL after the grace period."""

@@ -3,7 +3,20 @@
 from __future__ import annotations
 
 import os
+import platform
+import threading
+from collections.abc import Callable
 from pathlib import Path
+
+from .logs import LogFile
+
+MEMORY_WARNING = "container using over 90% of memory"
+
+
+def node_facts(engine: str) -> dict[str, object]:
+    """node.json: the host a container ran on."""
+    return {"hostname": platform.node(), "cpus": os.cpu_count(), "ram": host_ram(), "engine": engine,
+            "python": platform.python_version()}
 
 
 def host_ram() -> int:
@@ -32,3 +45,24 @@ def usage(pid: int) -> str:
         system += int(fields[12])
         rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
     return f"cpu {user / ticks:.2f} user {system / ticks:.2f} sys; mem {rss} rss; processes {count}"
+
+
+def record(pid: int, memory: Callable[[], tuple[int, int] | None], log: LogFile, warn: Callable[[str], None],
+           interval: float, stop: threading.Event) -> None:
+    """A line of resource use every `interval` until `stop`; `warn` once when memory nears its limit.
+
+    `memory`: (bytes used, limit) of the container's memory cgroup, when it has one.
+    """
+    warned = False
+    while True:
+        line = usage(pid)
+        current = memory()
+        if current is not None:
+            used, limit = current
+            line += f"; cgroup mem {used} of {limit}"
+            if used > 0.9 * limit and not warned:
+                warned = True
+                warn(MEMORY_WARNING)
+        log.write(line)
+        if stop.wait(interval):
+            return

@@ -53,6 +53,13 @@ class Keep:
                 raise
         return final
 
+    def image_tarball(self, pdh: str) -> Path:
+        """The one `*.tar` of an image collection (SPEC §7 step 3), materialised like any input."""
+        tarballs = sorted(p for p in self.materialise(pdh).rglob("*.tar") if p.is_file())
+        if len(tarballs) != 1:
+            raise ValueError(f"an image collection holds exactly one image tarball (*.tar), not {len(tarballs)}")
+        return tarballs[0]
+
     def _fetch(self, sha256: str, target: Path) -> None:
         source = self.local.local_path(sha256) if self.local is not None else None
         if source is not None and source.exists():

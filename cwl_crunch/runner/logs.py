@@ -71,8 +71,8 @@ class Throttle:
             wait = max(1, round(self._window_start + self.period - now))
             self._silenced_until = now + wait
             self.skipped = len(line)
-            what = (f"Exceeded rate {self.max_bytes} bytes per {self.period:.0f} seconds" if self._bytes > self.max_bytes
-                    else f"Exceeded rate {self.max_lines} lines per {self.period:.0f} seconds")
+            limit = f"{self.max_bytes} bytes" if self._bytes > self.max_bytes else f"{self.max_lines} lines"
+            what = f"Exceeded rate {limit} per {self.period:.0f} seconds"
             out.append(_notice(f"{what}. Logging will be silenced for the next {wait} seconds. A complete log "
                                "is still being written and will be available when the container finishes."))
             return out
@@ -110,13 +110,18 @@ class LiveSender:
         self._pending, self._size = {}, 0
         return batch
 
+    def _due(self, last_sent: float) -> bool:
+        """Time to send (called holding the lock): closing, a full batch, or a second since the last."""
+        if self._closed or self._size >= BATCH_BYTES:
+            return True
+        return bool(self._pending) and time.monotonic() - last_sent >= BATCH_SECONDS
+
     def _run(self) -> None:
         last = 0.0
         while True:
             with self._lock:
-                while not self._closed and self._size < BATCH_BYTES and (not self._pending or time.monotonic() - last < BATCH_SECONDS):
-                    timeout = BATCH_SECONDS - (time.monotonic() - last) if self._pending else None
-                    self._lock.wait(timeout=timeout)
+                while not self._due(last):
+                    self._lock.wait(timeout=BATCH_SECONDS - (time.monotonic() - last) if self._pending else None)
                 batch = self._take()
                 closed = self._closed
             if batch:
@@ -186,6 +191,18 @@ class LogFile:
             head, self._partial = self._partial[:room], self._partial[room:]
             self._emit((CONTINUED if self._continued else b"") + head + CONTINUED)
             self._continued = True
+
+    def pump(self, stream: BinaryIO) -> threading.Thread:
+        """Feed this log from `stream` (a process's pipe) in a thread of its own, until it ends."""
+
+        def run() -> None:
+            while chunk := stream.read1(65536):  # type: ignore[attr-defined]
+                self.feed(chunk)
+            stream.close()
+
+        thread = threading.Thread(target=run, name=f"pump-{self.name}", daemon=True)
+        thread.start()
+        return thread
 
     def close(self) -> None:
         if self._partial or self._continued:

@@ -1,4 +1,5 @@
-"""Staging (SPEC §7 step 2): the container's mounts as host paths bound at their targets."""
+"""Staging (SPEC §7 step 2): the container's mounts as host paths bound at their targets, and
+the description of the process a runtime starts with them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from .keep import Keep
-from .runtimes import Bind
+from .runtimes import Bind, ProcessSpec
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class StagingError(Exception):
@@ -71,3 +74,30 @@ def host_path(binds: list[Bind], path: str, under: str) -> Path | None:
         if path == target or path.startswith(target + "/"):
             return bind.source / path[len(target):].lstrip("/")
     return None
+
+
+def process_spec(container: dict[str, Any], api_url: str, binds: list[Bind], streams: dict[str, Path],
+                 hidden: list[Path]) -> ProcessSpec:
+    """The process to start: command, environment and limits from the container record.
+
+    With the `API` constraint the process gets network and the variables to reach the API as
+    its container (SPEC §7 step 5); without it, neither.
+    """
+    constraints = container.get("runtime_constraints") or {}
+    environment = {"PATH": DEFAULT_PATH, "HOME": container["output_path"], "TMPDIR": "/tmp",
+                   **(container.get("environment") or {})}
+    if constraints.get("API"):
+        environment.update(CRUNCH_API=api_url, CRUNCH_API_TOKEN=container["auth"],
+                           CRUNCH_CONTAINER_UUID=container["uuid"])
+    return ProcessSpec(
+        command=list(container["command"]),
+        cwd=container.get("cwd") or container["output_path"],
+        environment=environment,
+        binds=binds,
+        stdin=streams.get("stdin"),
+        network=bool(constraints.get("API")),
+        ram=constraints.get("ram"),
+        vcpus=constraints.get("vcpus"),
+        hidden=hidden,
+        name=container["uuid"],
+    )

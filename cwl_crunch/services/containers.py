@@ -7,12 +7,20 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..domain import runtime_status
-from ..domain.attributes import CONTAINER_TOKEN_WRITABLE, require_container_update, require_writable
+from ..domain.attributes import (
+    CONTAINER_TOKEN_WRITABLE,
+    require_container_update,
+    require_writable,
+)
 from ..domain.errors import Forbidden, Invalid, LockConflict, NotFound
 from ..domain.principal import Principal
-from ..domain.states import ContainerState, parse_container_state, require_container_transition
-from ..domain.validation import PDH_RE, parse_time
+from ..domain.states import (
+    ContainerState,
+    parse_container_state,
+    require_container_transition,
+)
 from ..domain.uuids import UUID_RE
+from ..domain.validation import PDH_RE, parse_time
 from ..store.query import visible_containers
 from ..store.repository import Repository, Row
 from ..store.schema import containers

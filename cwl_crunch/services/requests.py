@@ -5,10 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..domain.attributes import REQUEST_CREATABLE, require_request_update, require_writable
+from ..domain.attributes import (
+    REQUEST_CREATABLE,
+    require_request_update,
+    require_writable,
+)
 from ..domain.errors import Forbidden, Invalid
 from ..domain.principal import Principal
-from ..domain.states import RequestState, parse_request_state, require_request_transition
+from ..domain.states import (
+    RequestState,
+    parse_request_state,
+    require_request_transition,
+)
 from ..domain.uuids import CONTAINER_REQUEST, new_uuid
 from ..domain.validation import (
     parse_time,

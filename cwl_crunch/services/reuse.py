@@ -5,10 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..domain.attributes import REQUEST_CREATABLE, require_writable
 from ..domain.errors import Invalid
 from ..domain.principal import Principal
-from ..domain.reuse import REUSE_FIELDS, differences, field_digests, reuse_fields, reuse_key
-from ..domain.attributes import REQUEST_CREATABLE, require_writable
+from ..domain.reuse import (
+    REUSE_FIELDS,
+    differences,
+    field_digests,
+    reuse_fields,
+    reuse_key,
+)
 from ..store.query import visible_containers
 from ..store.repository import Repository, Row
 from ..store.schema import containers

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import create_engine
-from sqlalchemy.pool import StaticPool
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
 
 from ..domain.errors import Conflict
 from . import dialect

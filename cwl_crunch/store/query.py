@@ -7,14 +7,31 @@ import operator
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, ColumnElement, Float, Integer, Table, false, or_, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    Float,
+    Integer,
+    Table,
+    false,
+    or_,
+    select,
+)
 from sqlalchemy.sql.elements import UnaryExpression
 
 from ..domain.errors import Invalid
 from ..domain.principal import Principal
 from ..domain.uuids import TYPE_OF_KIND
 from ..domain.validation import parse_time
-from .schema import UTCDateTime, collections, container_requests, containers, request_containers
+from .schema import (
+    UTCDateTime,
+    collections,
+    container_requests,
+    containers,
+    request_containers,
+)
 
 OPERATORS = frozenset({"=", "!=", "<", "<=", ">", ">=", "in", "not in", "like", "is_a", "exists"})
 MAX_LIMIT = 1000

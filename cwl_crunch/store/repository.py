@@ -272,11 +272,12 @@ class Repository:
         """{file: (its text so far, when it last grew)}."""
         l = live_logs.c
         query = select(l.file, l.data, l.created_at).where(l.container_uuid == container_uuid).order_by(l.id)
-        files: dict[str, tuple[str, datetime]] = {}
+        parts: dict[str, list[str]] = {}
+        grown: dict[str, datetime] = {}
         for row in self.conn.execute(query):
-            text = files[row.file][0] + row.data if row.file in files else row.data
-            files[row.file] = (text, row.created_at)
-        return files
+            parts.setdefault(row.file, []).append(row.data)
+            grown[row.file] = row.created_at
+        return {name: ("".join(texts), grown[name]) for name, texts in parts.items()}
 
     def delete_live_logs(self, container_uuid: str) -> None:
         self.conn.execute(delete(live_logs).where(live_logs.c.container_uuid == container_uuid))

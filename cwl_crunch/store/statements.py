@@ -8,10 +8,31 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Insert, Select, Table, Update, bindparam, delete, exists, func, literal, select, union_all, update
+from sqlalchemy import (
+    Insert,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal,
+    select,
+    union_all,
+    update,
+)
 
 from . import dialect
-from .schema import collections, container_requests, containers, request_containers, tokens, users
+from .schema import (
+    collections,
+    container_requests,
+    containers,
+    request_containers,
+    tokens,
+    users,
+)
+
 
 @functools.cache
 def by_uuid(table: Table, for_update: bool) -> Select[Any]:

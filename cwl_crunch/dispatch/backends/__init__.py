@@ -22,6 +22,3 @@ class Backend(Protocol):
 
     def alive(self) -> set[str]:
         """Uuids of the containers whose crunch-run is running (started or adopted); reaps the rest."""
-
-    def stop(self, uuid: str) -> None:
-        """Ask a container's crunch-run to cancel (SIGTERM); it saves partial logs and exits."""

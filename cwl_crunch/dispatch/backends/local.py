@@ -11,7 +11,6 @@ dispatcher adopts the live ones and is not fooled by a recycled pid.
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -64,14 +63,6 @@ class LocalBackend:
                 self.children.pop(uuid, None)
                 pid_file.unlink(missing_ok=True)
         return live
-
-    def stop(self, uuid: str) -> None:
-        pid_file = self.state_dir / f"{uuid}.pid"
-        if _is_alive(pid_file):
-            try:
-                os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
-            except (OSError, ValueError):
-                pass
 
     def _reap(self) -> None:
         """Collect the exit status of finished children, so none stays a zombie."""

@@ -124,10 +124,11 @@ class CrunchRun:
         except Exception as error:  # noqa: BLE001 - whatever it was, the container must end
             self.say(f"error: crunch-run failed: {error!r}")
             self.outcome.decide("Cancelled", "infrastructure", f"crunch-run failed: {error}")
-        finally:
+        try:
+            return self._finalize(exit_code)
+        finally:  # after the final state: nothing of the process is left to wait for
             if self.runtime is not None and self.spec is not None:
                 self.runtime.cleanup(self.spec)
-        return self._finalize(exit_code)
 
     def _fetch(self) -> bool:
         """The container, if it is Locked by our token; else nothing to do (exit 0)."""

@@ -73,14 +73,16 @@ class LocalRuntime:
         """Nothing outlives bwrap (`--die-with-parent`, own pid namespace); its cgroups go once
         the kernel has let go of the last exiting process (a few milliseconds)."""
         for group in _cgroup_paths(spec):
-            for _ in range(50):
+            delay = 0.001
+            while delay < 1.0:  # about 1 s in all; a group left behind is swept by a later start
                 try:
                     group.rmdir()
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
-                    time.sleep(0.02)
+                    time.sleep(delay)
+                    delay *= 2
 
 
 def _carve(directory: Path, targets: list[PurePosixPath]) -> list[str]:

@@ -4,6 +4,8 @@ the description of the process a runtime starts with them."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,11 @@ class StagingError(Exception):
 
 def stage_mounts(keep: Keep, mounts: dict[str, Any], output_path: str, place: Path,
                  say: Callable[[str], None]) -> tuple[list[Bind], dict[str, Path]]:
-    """Binds for the mounts; `stdin`/`stdout`/`stderr` mounts become host files instead."""
+    """Binds for the mounts; `stdin`/`stdout`/`stderr` mounts become host files instead.
+
+    A mount below the output path is copied into it rather than bound (as a workflow's initial
+    work directory needs): the process may change it, and it becomes part of the output.
+    """
     binds: list[Bind] = []
     streams: dict[str, Path] = {}
     for index, (target, mount) in enumerate(sorted(mounts.items())):
@@ -28,13 +34,17 @@ def stage_mounts(keep: Keep, mounts: dict[str, Any], output_path: str, place: Pa
             continue  # files under output_path, resolved once the binds are known
         try:
             source = _stage_one(keep, place / str(index), mount)
+            inside = _below(target, output_path) and mount.get("kind") != "tmp"
+            if inside:
+                _copy_into(source, host_path(binds, target, output_path))
         except Exception as error:  # noqa: BLE001 - whatever went wrong, reported naming the mount
             raise StagingError(f"cannot stage mount {target}: {error}") from error
         if target == "stdin":
             streams["stdin"] = source
             continue
-        binds.append(Bind(source, target, writable=mount.get("kind") == "tmp"))
-        say(f"mount {target}: {mount.get('kind')}")
+        if not inside:
+            binds.append(Bind(source, target, writable=mount.get("kind") == "tmp"))
+        say(f"mount {target}: {mount.get('kind')}{' (copied into the output)' if inside else ''}")
     for name in ("stdout", "stderr"):
         if name in mounts:
             path = mounts[name].get("path", "")
@@ -63,6 +73,25 @@ def _stage_one(keep: Keep, place: Path, mount: dict[str, Any]) -> Path:
         place.write_text(json.dumps(content) if kind == "json" else str(content))
         return place
     raise StagingError(f"mounts of kind {kind!r} are not supported")
+
+
+def _below(target: str, output_path: str) -> bool:
+    return target.startswith(output_path.rstrip("/") + "/")
+
+
+def _copy_into(source: Path, host: Path | None) -> None:
+    """A writable copy (never a link: the source may be a shared cache or the blob store)."""
+    if host is None:
+        raise StagingError("it is below the output path, which is not a tmp mount")
+    host.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, host, copy_function=shutil.copyfile, dirs_exist_ok=True)
+        for root, dirs, _ in os.walk(host):
+            for name in dirs:
+                os.chmod(os.path.join(root, name), 0o755)
+    else:
+        shutil.copyfile(source, host)
+    os.chmod(host, 0o755 if host.is_dir() else 0o644)
 
 
 def host_path(binds: list[Bind], path: str, under: str) -> Path | None:

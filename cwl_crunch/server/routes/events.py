@@ -66,7 +66,7 @@ async def _events(request: Request, ctx: Context, principal: Principal, since: i
     poll = request.app.state.event_poll_seconds
     idle = 0.0
     try:
-        yield ": stream open\n\n"
+        yield f": stream open after {since}\n\n"  # where a client without an event yet resumes
         while True:
             waiter[1].clear()
             batch = await run_service(ctx, events.events_after, ctx, principal, since, filters)

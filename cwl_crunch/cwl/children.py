@@ -1,0 +1,160 @@
+"""A run's child requests: submitted, followed through events, finished, counted and reported."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from ..client import ApiError, Client
+from ..domain.progress import ChildState, Progress, child_state
+from .events import EventFollower
+from .keepfs import Keep
+from .report import Reporter, log_tail
+
+if TYPE_CHECKING:
+    from .job import CrunchJob
+
+logger = logging.getLogger("cwltool.crunch")
+REQUEST_KIND = "arvados#containerRequest"
+CONTAINER_KIND = "arvados#container"
+
+
+class Children:
+    def __init__(self, api: Client, keep: Keep, reporter: Reporter, *, engine: str | None = None,
+                 reuse: bool = True, priority: int = 500, on_error: str = "continue") -> None:
+        self.api = api
+        self.keep = keep
+        self.reporter = reporter
+        self.progress: Progress = reporter.progress
+        self.engine = engine
+        self.reuse = reuse
+        self.priority = priority
+        self.on_error = on_error
+        self.jobs: dict[str, CrunchJob] = {}
+        self.names: dict[str, str] = {}
+        self._container_of: dict[str, str] = {}
+        self._final_early: set[str] = set()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="finish")
+        self._events = EventFollower(api, self._on_event)
+        self.stopping = False
+
+    def start(self) -> None:
+        self._events.start()
+        self.reporter.start()
+
+    def close(self) -> None:
+        self._events.stop()
+        self._pool.shutdown(wait=True)
+        self.reporter.stop()
+
+    def pending(self) -> bool:
+        with self._lock:
+            return bool(self.jobs)
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def submit(self, job: CrunchJob, request: dict[str, Any]) -> None:
+        if self.stopping:
+            logger.info("[step %s] not submitted: the run is stopping after a failure", job.name)
+            job.finish({})
+            return
+        record = self.api.create("container_requests", request)
+        uuid, container_uuid = record["uuid"], record.get("container_uuid")
+        with self._lock:
+            self.jobs[uuid] = job
+            self.names[uuid] = job.name
+            if container_uuid:
+                self._container_of[container_uuid] = uuid
+            done = record["state"] == "Final" or uuid in self._final_early
+        self.progress.update(uuid, ChildState.WAITING)
+        self.reporter.changed()
+        logger.info("[step %s] %s%s", job.name, uuid, " (reused a finished container)" if done else "")
+        if done:
+            self._pool.submit(self._finish, uuid)
+        elif container_uuid:
+            self._pool.submit(self._refresh, uuid, container_uuid)
+
+    def cancel_all(self) -> None:
+        """Priority 0 for every child still going (Ctrl-C, or --on-error kill)."""
+        with self._lock:
+            uuids = list(self.jobs)
+        for uuid in uuids:
+            try:
+                self.api.update("container_requests", uuid, {"priority": 0})
+            except (ApiError, OSError) as error:
+                logger.warning("cannot cancel %s: %s", uuid, error)
+
+    # -- following -------------------------------------------------------------------------
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        uuid, kind = event.get("object_uuid"), event.get("object_kind")
+        properties = event.get("properties") or {}
+        if kind == REQUEST_KIND:
+            with self._lock:
+                known = uuid in self.jobs
+                if known and properties.get("container_uuid"):
+                    self._container_of[properties["container_uuid"]] = uuid
+                if properties.get("new_state") == "Final" and not known:
+                    self._final_early.add(uuid)
+            if known and properties.get("new_state") == "Final":
+                self._pool.submit(self._finish, uuid)
+        elif kind == CONTAINER_KIND and properties.get("new_state"):
+            with self._lock:
+                request_uuid = self._container_of.get(uuid)
+            if request_uuid is not None and self.progress.update(request_uuid, child_state(properties["new_state"])):
+                self.reporter.changed()
+
+    def _refresh(self, uuid: str, container_uuid: str) -> None:
+        """A reused container may be Running already: no event will say so."""
+        state = self.api.get("containers", container_uuid).get("state")
+        if state == "Running" and self.progress.update(uuid, ChildState.RUNNING):
+            self.reporter.changed()
+
+    def _finish(self, uuid: str) -> None:
+        with self._lock:
+            job = self.jobs.get(uuid)
+        if job is None:
+            return
+        try:
+            request = self.api.get("container_requests", uuid)
+            container = self.api.get("containers", request["container_uuid"]) if request.get("container_uuid") else {}
+            if job.outcome(container) == "success":
+                self.progress.update(uuid, ChildState.COMPLETE)
+                self.reporter.changed()
+            else:
+                self._failed(job, uuid, container)
+            job.finish(container)
+        except Exception:  # noqa: BLE001 - a worker thread must not die silently
+            logger.exception("[step %s] cannot be finished", job.name)
+            job.finish({})
+        finally:
+            with self._lock:
+                self.jobs.pop(uuid, None)
+            self.reporter.changed()
+
+    def _failed(self, job: CrunchJob, uuid: str, container: dict[str, Any]) -> None:
+        reason = _reason(container)
+        message = f"step {job.name} ({uuid}) failed: {reason}"
+        tail = log_tail(self.keep, container.get("log"))
+        first = self.progress.fail(uuid, message, "\n".join(tail[-10:]))
+        self.reporter.failed(first)
+        logger.error("[step %s] (%s) failed: %s%s", job.name, uuid, reason,
+                     "".join(f"\n  {line}" for line in tail))
+        if self.on_error in ("stop", "kill"):
+            self.stopping = True
+        if self.on_error == "kill":
+            threading.Thread(target=self.cancel_all, daemon=True).start()
+
+
+def _reason(container: dict[str, Any]) -> str:
+    if not container:
+        return "it was not run"
+    code = container.get("exit_code")
+    if container.get("state") == "Complete" and code is not None:
+        hint = " (killed: it may have run out of memory; raise ramMin)" if code == 137 else ""
+        return f"exit code {code}{hint}"
+    error = (container.get("runtime_status") or {}).get("error")
+    return f"cancelled: {error}" if error else "cancelled"

@@ -1,0 +1,101 @@
+"""The cwltool executor: walks the workflow, submitting every tool job as it becomes ready."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from cwltool.context import RuntimeContext
+from cwltool.errors import WorkflowException
+from cwltool.executors import JobExecutor
+from cwltool.mutation import MutationManager
+from cwltool.process import Process
+
+from .children import Children
+from .relocate import relocate, write_output_object
+from .request import OUTPUT_PATH, TMP_PATH
+from .pathmapper import KEEP_ROOT
+
+logger = logging.getLogger("cwltool.crunch")
+REQUIREMENTS_KEY = "https://w3id.org/cwl/cwl#requirements"
+
+
+class CrunchExecutor(JobExecutor):
+    def __init__(self, children: Children, *, output_object_only: bool = False) -> None:
+        super().__init__()
+        self.children = children
+        self.output_object_only = output_object_only  # inside a container: keep: locations, no copies
+
+    def execute(self, process: Process, job_order_object: dict[str, Any], runtime_context: RuntimeContext,
+                logger: logging.Logger = logger) -> tuple[dict[str, Any] | None, str]:
+        """Like cwltool's, but tool jobs see the container's paths and outputs stay in collections
+        until they are copied into the final output directory."""
+        self.final_output, self.final_status = [], []
+        final_outdir = runtime_context.outdir
+        context = runtime_context.copy()
+        context.outdir, context.tmpdir, context.stagedir = OUTPUT_PATH, TMP_PATH, KEEP_ROOT
+        context.docker_outdir, context.docker_tmpdir, context.docker_stagedir = OUTPUT_PATH, TMP_PATH, KEEP_ROOT
+        context.mutation_manager = MutationManager()
+        context.toplevel = True
+        context.workflow_eval_lock = threading.Condition(threading.RLock())
+        _apply_job_requirements(process, job_order_object)
+        reporter = self.children.reporter
+        self.children.start()
+        try:
+            reporter.set_activity("workflow execution")
+            self.run_jobs(process, job_order_object, logger, context)
+            if context.validate_only:
+                return None, "ValidationSuccess"
+            reporter.set_activity("collecting outputs")
+            output = self.final_output[0] if self.final_output else None
+            if output is not None and final_outdir:
+                if self.output_object_only:
+                    write_output_object(output, final_outdir)
+                else:
+                    output = relocate(output, final_outdir, self.children.keep)
+        except BaseException:
+            self.children.cancel_all()
+            raise
+        finally:
+            self.children.close()
+        if self.final_status:
+            return output, self.final_status[0]
+        return None, "permanentFail"
+
+    def run_jobs(self, process: Process, job_order_object: dict[str, Any], logger: logging.Logger,
+                 runtime_context: RuntimeContext) -> None:
+        lock = runtime_context.workflow_eval_lock
+        jobs = process.job(job_order_object, self.output_callback, runtime_context)
+        with lock:
+            for job in jobs:
+                if self.children.stopping:
+                    break
+                if job is None:
+                    if not self.children.pending():
+                        logger.error("Workflow cannot make any more progress.")
+                        break
+                    lock.wait(1.0)
+                    continue
+                if runtime_context.validate_only:
+                    print(f"{getattr(job, 'name', job)} is valid CWL. No errors detected in the inputs.",
+                          file=runtime_context.validate_stdout)
+                    return
+                job.run(runtime_context)
+            while self.children.pending():
+                lock.wait(1.0)
+        if not self.final_status and self.children.stopping:
+            self.output_callback(None, "permanentFail")
+
+
+def _apply_job_requirements(process: Process, job_order_object: dict[str, Any]) -> None:
+    """`cwl:requirements` in the input object apply to the whole process (CWL v1.1+)."""
+    extra = job_order_object.get(REQUIREMENTS_KEY)
+    if extra is None:
+        defaults = process.metadata.get("cwl:defaults") or {}
+        extra = defaults.get(REQUIREMENTS_KEY)
+    if extra is None:
+        return
+    if process.metadata.get("http://commonwl.org/cwltool#original_cwlVersion") == "v1.0":
+        raise WorkflowException("`cwl:requirements` in the input object is not part of CWL v1.0")
+    process.requirements.extend(extra)

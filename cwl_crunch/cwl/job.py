@@ -1,0 +1,139 @@
+"""cwltool's CommandLineTool and job, running each job as a container request."""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from cwltool.command_line_tool import CommandLineTool
+from cwltool.context import LoadingContext, RuntimeContext
+from cwltool.errors import UnsupportedRequirement, WorkflowException
+from cwltool.job import JobBase
+
+from .keepfs import location
+from .pathmapper import KEEP_ROOT, CollectionPathMapper
+from .request import JobSpec, Staged, build_request
+
+if TYPE_CHECKING:
+    from .executor import Children
+
+logger = logging.getLogger("cwltool.crunch")
+
+
+class CrunchTool(CommandLineTool):
+    def __init__(self, toolpath_object: Any, loading_context: LoadingContext, children: Children) -> None:
+        super().__init__(toolpath_object, loading_context)
+        self.children = children
+
+    def make_job_runner(self, runtime_context: RuntimeContext) -> Any:
+        docker, required = self.get_requirement("DockerRequirement")
+        if required and not (runtime_context.use_container and self.children.engine):
+            raise UnsupportedRequirement(
+                "this CommandLineTool has a DockerRequirement under 'requirements', but the cluster "
+                "runs no container engine (or --no-container was given)")
+        return partial(CrunchJob, children=self.children)
+
+    def make_path_mapper(self, reffiles: Any, stagedir: str, runtime_context: RuntimeContext,
+                         separate_dirs: bool) -> CollectionPathMapper:
+        return CollectionPathMapper(reffiles, runtime_context.basedir, stagedir, separate_dirs,
+                                    keep=self.children.keep)
+
+
+class CrunchJob(JobBase):
+    def __init__(self, *args: Any, children: Children, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.children = children
+        self.lock: Any = None
+
+    def _required_env(self) -> dict[str, str]:
+        return {}  # HOME and TMPDIR are set in the request
+
+    def run(self, runtime_context: RuntimeContext, tmpdir_lock: Any = None) -> None:
+        self.lock = runtime_context.workflow_eval_lock
+        try:
+            request = build_request(self.spec(runtime_context))
+        except WorkflowException as error:
+            logger.error("[step %s] cannot be submitted: %s", self.name, error)
+            self.output_callback({}, "permanentFail")
+            return
+        self.children.submit(self, request)
+
+    def spec(self, runtime_context: RuntimeContext) -> JobSpec:
+        """Everything the container request is built from."""
+        generated: list[Staged] = []
+        if self.generatefiles.get("listing"):
+            self.generatemapper = self.make_path_mapper(self.generatefiles["listing"], self.builder.outdir,
+                                                        runtime_context, False)
+            assert isinstance(self.generatemapper, CollectionPathMapper)
+            pdh = self.generatemapper.save(f"initial work dir of {self.name}")
+            if pdh is not None:
+                generated = [Staged(pdh, target, path) for path, target in self.generatemapper.top_level()]
+        mapper = self.pathmapper
+        inputs = None
+        if isinstance(mapper, CollectionPathMapper) and (pdh := mapper.save(f"inputs of {self.name}")):
+            inputs = Staged(pdh, f"{KEEP_ROOT}/{pdh}")
+        resources = self.builder.resources
+        secrets = runtime_context.secret_store
+        command = secrets.retrieve(self.command_line) if secrets else self.command_line
+        return JobSpec(
+            name=self.name,
+            command=[str(arg) for arg in command],
+            environment={k: str(v) for k, v in self.environment.items()},
+            inputs=inputs,
+            generated=generated,
+            stdin=self.stdin,
+            stdout=self.stdout,
+            stderr=self.stderr,
+            cores=resources.get("cores", 1),
+            ram_mib=resources.get("ram", 256),
+            outdir_mib=resources.get("outdirSize", 1024),
+            tmpdir_mib=resources.get("tmpdirSize", 1024),
+            time_limit=self.timelimit,
+            network=bool(self.networkaccess),
+            reuse=self._reuse(runtime_context),
+            image=self._image(runtime_context),
+            priority=self.children.priority,
+            properties={"cwl_step": self.name},
+        )
+
+    def _reuse(self, runtime_context: RuntimeContext) -> bool:
+        enabled = self.children.reuse
+        requirement, _ = self.get_requirement("WorkReuse")
+        if requirement is not None:
+            enabled = enabled and bool(self.builder.do_eval(requirement["enableReuse"]))
+        return enabled
+
+    def _image(self, runtime_context: RuntimeContext) -> str | None:
+        docker, _ = self.get_requirement("DockerRequirement")
+        if docker is None or not (runtime_context.use_container and self.children.engine):
+            return None
+        return str(docker.get("dockerPull") or docker.get("dockerImageId") or "") or None
+
+    def outcome(self, container: dict[str, Any]) -> str:
+        """success, temporaryFail or permanentFail, from the finished container (SPEC §10)."""
+        code = container.get("exit_code")
+        if container.get("state") != "Complete" or code is None:
+            return "permanentFail"
+        if code in self.successCodes:
+            return "success"
+        if code in self.temporaryFailCodes:
+            return "temporaryFail"
+        if code in self.permanentFailCodes or code != 0:
+            return "permanentFail"
+        return "success"
+
+    def finish(self, container: dict[str, Any]) -> str:
+        """Collect outputs from the output collection and hand them to the workflow."""
+        status = self.outcome(container)
+        outputs: dict[str, Any] = {}
+        if container.get("output"):
+            try:
+                outputs = self.collect_outputs(location(container["output"]), container.get("exit_code"))
+            except Exception as error:  # noqa: BLE001 - any output error fails the step, named
+                logger.error("[step %s] cannot collect outputs: %s", self.name, error)
+                status = "permanentFail"
+        with self.lock:
+            self.output_callback(outputs, status)
+            self.lock.notify_all()
+        return status

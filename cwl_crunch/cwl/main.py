@@ -1,0 +1,132 @@
+"""`cwl-crunch`: cwltool's command line, every tool job run as a container request (SPEC §10)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import cwltool.main
+from cwltool.argparser import arg_parser
+from cwltool.context import LoadingContext, RuntimeContext
+from cwltool.workflow import default_make_tool
+
+from ..client import Client
+from ..domain.progress import Progress
+from .children import Children
+from .executor import CrunchExecutor
+from .job import CrunchTool
+from .keepfs import CollectionFsAccess, Keep
+from .report import Reporter, terminal_publisher
+from .request import OUTPUT_PATH
+
+DEFAULT_PRIORITY = 500
+
+
+def parser() -> argparse.ArgumentParser:
+    top = arg_parser()
+    top.prog = "cwl-crunch"
+    top.description = __doc__
+    for action in top._actions:  # cwltool's --on-error knows no "kill" and defaults to "stop"
+        if "--on-error" in action.option_strings:
+            action.choices, action.default = ("continue", "stop", "kill"), "continue"
+            action.help = "after a step fails: keep running independent steps (default), submit nothing new, or also cancel running steps"
+    top.set_defaults(on_error="continue")
+    ours = top.add_argument_group("cwl-crunch")
+    ours.add_argument("--api", default=os.environ.get("CWL_CRUNCH_API"), help="a shared service's URL (default: the embedded local service)")
+    ours.add_argument("--token", default=os.environ.get("CWL_CRUNCH_TOKEN"), help="the shared service's token")
+    ours.add_argument("--data-dir", type=Path, help="the embedded service's directory (default $CWL_CRUNCH_DATA_DIR or ~/.local/share/cwl-crunch)")
+    mode = ours.add_mutually_exclusive_group()
+    mode.add_argument("--submit", dest="submit", action="store_true", default=True, help="run the workflow runner as a container (default)")
+    mode.add_argument("--local", dest="submit", action="store_false", help="orchestrate from this process")
+    wait = ours.add_mutually_exclusive_group()
+    wait.add_argument("--wait", dest="wait", action="store_true", default=True, help="with --submit: wait and show progress (default)")
+    wait.add_argument("--no-wait", dest="wait", action="store_false", help="with --submit: print the runner's request uuid and exit")
+    reuse = ours.add_mutually_exclusive_group()
+    reuse.add_argument("--enable-reuse", dest="reuse", action="store_true", default=True, help="reuse identical work (default)")
+    reuse.add_argument("--disable-reuse", dest="reuse", action="store_false", help="always run steps anew")
+    ours.add_argument("--priority", type=_priority, default=DEFAULT_PRIORITY, help="1..1000 (default 500)")
+    ours.add_argument("--name", help="the run's name")
+    ours.add_argument("--engine", choices=("docker", "podman"), help="the container engine the cluster runs, if any")
+    return top
+
+
+def _priority(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 1000:
+        raise argparse.ArgumentTypeError("a priority is a number from 1 to 1000")
+    return int(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if not args.workflow:
+        return cwltool.main.main(args=args)  # --version, --help-like uses: cwltool's own answers
+    try:
+        api, blob_root = _connect(args)
+    except Exception as error:  # noqa: BLE001 - any failure to reach a service is the user's first message
+        print(f"cwl-crunch: cannot reach the container service: {error}", file=sys.stderr)
+        return 1
+    if args.submit and not _inside_container():
+        from .submit import submit
+
+        return submit(args, api, Keep(api, blob_root))
+    return run_local(args, api, Keep(api, blob_root))
+
+
+def run_local(args: argparse.Namespace, api: Client, keep: Keep) -> int:
+    """Orchestrate the workflow from this process."""
+    own = os.environ.get("CRUNCH_CONTAINER_UUID")
+    publish = partial(_publish_own, api, own) if own else terminal_publisher()
+    children = Children(api, keep, Reporter(Progress(), publish), engine=args.engine, reuse=args.reuse,
+                        priority=args.priority, on_error=args.on_error)
+    executor = CrunchExecutor(children, output_object_only=bool(own) and args.outdir == OUTPUT_PATH)
+    loading = LoadingContext(vars(args))
+    loading.construct_tool_object = partial(_make_tool, children=children)
+    runtime = RuntimeContext(vars(args))
+    runtime.make_fs_access = partial(CollectionFsAccess, keep=keep)
+    runtime.on_error = "continue" if args.on_error == "continue" else "stop"
+    runtime.use_container = not args.no_container if hasattr(args, "no_container") else True
+    return cwltool.main.main(args=args, executor=executor, loadingContext=loading, runtimeContext=runtime,
+                             versionfunc=_version)
+
+
+def _make_tool(toolpath_object: dict[str, Any], loading_context: LoadingContext, children: Children) -> Any:
+    if toolpath_object.get("class") == "CommandLineTool":
+        return CrunchTool(toolpath_object, loading_context, children)
+    return default_make_tool(toolpath_object, loading_context)
+
+
+def _publish_own(api: Client, uuid: str, status: dict[str, Any]) -> None:
+    api.update("containers", uuid, {"runtime_status": status})
+
+
+def _inside_container() -> bool:
+    return bool(os.environ.get("CRUNCH_CONTAINER_UUID"))
+
+
+def _connect(args: argparse.Namespace) -> tuple[Client, Path | None]:
+    """The shared service named, the container's own API, or the embedded local service."""
+    if args.api:
+        if not args.token:
+            raise ValueError("--api needs --token (or CWL_CRUNCH_TOKEN)")
+        return Client(args.api, args.token), None
+    if _inside_container() and os.environ.get("CRUNCH_API"):
+        blob_root = os.environ.get("CRUNCH_BLOB_ROOT")
+        return Client(os.environ["CRUNCH_API"], os.environ["CRUNCH_API_TOKEN"]), Path(blob_root) if blob_root else None
+    from ..embedded import default_data_dir, ensure_running
+
+    service = ensure_running(args.data_dir or default_data_dir())
+    return Client(service.api_url, service.token), service.blob_root
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return f"cwl-crunch {version('cwl-crunch')} (cwltool {version('cwltool')})"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

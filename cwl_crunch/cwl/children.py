@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..client import ApiError, Client
 from ..domain.progress import ChildState, Progress, child_state
-from .events import EventFollower
+from ..follow import EventFollower
 from .keepfs import Keep
 from .report import Reporter, log_tail
 
@@ -125,7 +125,7 @@ class Children:
                 self.progress.update(uuid, ChildState.COMPLETE)
                 self.reporter.changed()
             else:
-                self._failed(job, uuid, container)
+                self._failed(job, request, container)
             job.finish(container)
         except Exception:  # noqa: BLE001 - a worker thread must not die silently
             logger.exception("[step %s] cannot be finished", job.name)
@@ -135,10 +135,10 @@ class Children:
                 self.jobs.pop(uuid, None)
             self.reporter.changed()
 
-    def _failed(self, job: CrunchJob, uuid: str, container: dict[str, Any]) -> None:
-        reason = _reason(container)
+    def _failed(self, job: CrunchJob, request: dict[str, Any], container: dict[str, Any]) -> None:
+        uuid, reason = request["uuid"], _reason(container)
         message = f"step {job.name} ({uuid}) failed: {reason}"
-        tail = log_tail(self.keep, container.get("log"))
+        tail = log_tail(self.keep, request)
         first = self.progress.fail(uuid, message, "\n".join(tail[-10:]))
         self.reporter.failed(first)
         logger.error("[step %s] (%s) failed: %s%s", job.name, uuid, reason,

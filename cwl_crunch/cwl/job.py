@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -79,7 +80,7 @@ class CrunchJob(JobBase):
         return JobSpec(
             name=self.name,
             command=[str(arg) for arg in command],
-            environment={k: str(v) for k, v in self.environment.items()},
+            environment=self._environment(runtime_context),
             inputs=inputs,
             generated=generated,
             stdin=self.stdin,
@@ -96,6 +97,13 @@ class CrunchJob(JobBase):
             priority=self.children.priority,
             properties={"cwl_step": self.name},
         )
+
+    def _environment(self, runtime_context: RuntimeContext) -> dict[str, str]:
+        """EnvVarRequirement; without an image, this host's PATH (as cwltool --no-container keeps it)."""
+        environment = {k: str(v) for k, v in self.environment.items()}
+        if self._image(runtime_context) is None and "PATH" in os.environ:
+            environment.setdefault("PATH", os.environ["PATH"])
+        return environment
 
     def _reuse(self, runtime_context: RuntimeContext) -> bool:
         enabled = self.children.reuse

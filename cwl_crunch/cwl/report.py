@@ -92,16 +92,17 @@ def terminal_publisher() -> Callable[[dict[str, Any]], None]:
     return publish
 
 
-def log_tail(keep: Keep, log_pdh: str | None, lines: int = TAIL_LINES) -> list[str]:
-    """The last lines of a container's stderr and stdout, merged by their timestamps."""
-    if not log_pdh:
+def log_tail(keep: Keep, request: dict[str, Any], lines: int = TAIL_LINES) -> list[str]:
+    """The last lines of a finished request's stderr and stdout, merged by their timestamps."""
+    if not request.get("log_uuid") or not request.get("container_uuid"):
         return []
+    prefix = f"log for container {request['container_uuid']}/"
     try:
-        manifest = keep.manifest(log_pdh)
+        manifest = keep.manifest(request["log_uuid"])
         merged: list[str] = []
         for name in ("stderr.txt", "stdout.txt"):
-            if name in manifest.files:
-                merged.extend(keep.read(manifest.files[name]).decode(errors="replace").splitlines())
+            if prefix + name in manifest.files:
+                merged.extend(keep.read(manifest.files[prefix + name]).decode(errors="replace").splitlines())
     except (ApiError, OSError) as error:
         return [f"(its logs cannot be read: {error})"]
     merged.sort(key=lambda line: line[:30])  # every line starts with a fixed-width UTC stamp

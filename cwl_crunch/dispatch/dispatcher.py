@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -17,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..client import ApiError, Client
+from ..follow import EventFollower
 from .backends import Backend, Capacity
 
+CONTAINER_KIND = "arvados#container"
 log = logging.getLogger(__name__)
 GiB = 1 << 30
 # What a round needs to know of a queued container (not its mounts, environment, ...).
@@ -70,14 +73,22 @@ class Dispatcher:
         return self.uuid
 
     def run(self, interval: float = 0.5) -> None:
+        """Rounds whenever a container changes (the event stream), and every `interval` regardless."""
         if self.uuid is None:
             self.register()
+        wake = threading.Event()
+        follower = EventFollower(self.api, lambda event: wake.set() if event.get("object_kind") == CONTAINER_KIND else None)
+        try:
+            follower.start()
+        except RuntimeError as error:
+            log.warning("no event stream (%s): polling every %s s", error, interval)
         while True:
+            wake.clear()
             try:
                 self.tick()
             except (ApiError, OSError) as error:
                 log.warning("dispatch round failed: %s", error)
-            time.sleep(interval)
+            wake.wait(interval)
 
     # -- one round -----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The service's event stream for the runner: SSE, resumed where it stopped, a slow poll if it fails."""
+"""Following the service's event stream (SSE): resumed where it stopped, polled while it is down."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..client import ApiError, Client
+from .client import ApiError, Client
 
-logger = logging.getLogger("cwltool.crunch")
+logger = logging.getLogger(__name__)
 POLL_SECONDS = 2.0
 
 

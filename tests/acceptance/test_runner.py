@@ -106,7 +106,8 @@ def _seconds_since(stamp: str) -> float:
 def test_a_doomed_run_says_so_at_once_and_a_resubmission_adopts_its_healthy_work(cluster: Cluster, tmp_path: Path) -> None:
     runs = Runs(cluster, tmp_path)
     workflow = DATA / "doomed.cwl"
-    first = runs.submit(workflow, {"fail": True}, "first")
+    timing = {"long": 40, "short": 20}  # sibling_4 must still run when the resubmission adopts it
+    first = runs.submit(workflow, {"fail": True, **timing}, "first")
     runner = runs.container_of(first)
 
     # Within 2 s of fail_fast's container finishing, the runner's container shows the error and counters.
@@ -121,7 +122,7 @@ def test_a_doomed_run_says_so_at_once_and_a_resubmission_adopts_its_healthy_work
     assert (status["jobsFailed"], status["jobsRunning"], status["jobsComplete"]) == (1, 4, 1)
 
     # Resubmitting while the siblings still run: a new runner (the doomed one is not reused)...
-    second = runs.submit(workflow, {"fail": True}, "second")
+    second = runs.submit(workflow, {"fail": True, **timing}, "second")
     runner_2 = runs.container_of(second)
     assert runner_2["uuid"] != runner["uuid"]
     adopted = runs.wait(lambda: len(c := runs.children(runner_2["uuid"])) >= 6 and c, 60)
@@ -140,7 +141,7 @@ def test_a_doomed_run_says_so_at_once_and_a_resubmission_adopts_its_healthy_work
     # Fixed input: the resubmission completes, reusing the siblings that succeed, with correct outputs.
     outdir = tmp_path / "fixed"
     job = tmp_path / "fixed.json"
-    job.write_text(json.dumps({"fail": False}))
+    job.write_text(json.dumps({"fail": False, **timing}))
     done = runs.run(str(workflow), str(job), outdir=outdir, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (outdir / "report.txt").read_text() == "".join(

@@ -14,8 +14,6 @@ from cwltool.process import Process
 
 from .children import Children
 from .relocate import relocate, write_output_object
-from .request import OUTPUT_PATH, TMP_PATH
-from .pathmapper import KEEP_ROOT
 
 logger = logging.getLogger("cwltool.crunch")
 REQUIREMENTS_KEY = "https://w3id.org/cwl/cwl#requirements"
@@ -34,8 +32,6 @@ class CrunchExecutor(JobExecutor):
         self.final_output, self.final_status = [], []
         final_outdir = runtime_context.outdir
         context = runtime_context.copy()
-        context.outdir, context.tmpdir, context.stagedir = OUTPUT_PATH, TMP_PATH, KEEP_ROOT
-        context.docker_outdir, context.docker_tmpdir, context.docker_stagedir = OUTPUT_PATH, TMP_PATH, KEEP_ROOT
         context.mutation_manager = MutationManager()
         context.toplevel = True
         context.workflow_eval_lock = threading.Condition(threading.RLock())

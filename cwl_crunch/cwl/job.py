@@ -14,7 +14,7 @@ from cwltool.job import JobBase
 
 from .keepfs import location
 from .pathmapper import KEEP_ROOT, CollectionPathMapper
-from .request import JobSpec, Staged, build_request
+from .request import OUTPUT_PATH, TMP_PATH, JobSpec, Staged, build_request
 
 if TYPE_CHECKING:
     from .executor import Children
@@ -26,6 +26,13 @@ class CrunchTool(CommandLineTool):
     def __init__(self, toolpath_object: Any, loading_context: LoadingContext, children: Children) -> None:
         super().__init__(toolpath_object, loading_context)
         self.children = children
+
+    def job(self, job_order: Any, output_callbacks: Any, runtime_context: RuntimeContext) -> Any:
+        """Jobs see the container's paths (cwltool clears `outdir` for every workflow step)."""
+        context = runtime_context.copy()
+        context.outdir, context.tmpdir, context.stagedir = OUTPUT_PATH, TMP_PATH, KEEP_ROOT
+        context.docker_outdir, context.docker_tmpdir, context.docker_stagedir = OUTPUT_PATH, TMP_PATH, KEEP_ROOT
+        yield from super().job(job_order, output_callbacks, context)
 
     def make_job_runner(self, runtime_context: RuntimeContext) -> Any:
         docker, required = self.get_requirement("DockerRequirement")

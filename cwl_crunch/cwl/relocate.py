@@ -8,18 +8,27 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from functools import partial
+
+from cwltool.process import compute_checksums
+from cwltool.utils import adjustDirObjs, get_listing, visit_class
 from schema_salad.ref_resolver import file_uri, uri_file_path
 
-from .keepfs import SCHEME, Keep, parse
+from .keepfs import SCHEME, CollectionFsAccess, Keep, parse
 
 OUTPUT_OBJECT = "cwl.output.json"
 
 
 def relocate(output: dict[str, Any], outdir: str, keep: Keep) -> dict[str, Any]:
-    """Copy every File and Directory of the output object into `outdir`; locations updated."""
+    """Copy every File and Directory of the output object into `outdir`; locations updated,
+    directory listings filled in and checksums computed, as cwltool leaves them."""
     root = Path(outdir).absolute()
     root.mkdir(parents=True, exist_ok=True)
+    fs_access = CollectionFsAccess("", keep)
+    adjustDirObjs(output, partial(get_listing, fs_access, recursive=True))
     Placer(keep, root).visit(output)
+    visit_class(output, ("File",), lambda f: f.pop("contents", None))
+    visit_class(output, ("File",), partial(compute_checksums, fs_access))
     return output
 
 

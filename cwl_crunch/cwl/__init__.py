@@ -1,0 +1,1 @@
+"""`cwl-crunch`: the CWL workflow runner, a cwltool executor on the container service (SPEC §10)."""

@@ -1,4 +1,4 @@
-"""The server's data directory: database location and the first admin token."""
+"""The server's data directory: database location, the first admin token, the local user's token."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..services.auth import create_user_token
+from ..embedded import USER_TOKEN
+from ..services.auth import create_user_token, hash_secret
 from ..store import Store
 
 ADMIN_TOKEN = "admin-token"
@@ -34,9 +35,28 @@ def database_url(data_dir: Path, given: str | None) -> str:
 
 
 def ensure_admin_token(data_dir: Path, store: Store, cluster_id: str) -> Path:
-    """On first start, create the admin user and write its token to DIR/admin-token (0600)."""
-    path = data_dir / ADMIN_TOKEN
-    if not path.exists():
-        secret = create_user_token(store, cluster_id, "admin", admin=True, now=datetime.now(timezone.utc))
+    """Unless DIR/admin-token holds a token the database knows, create the admin and write one there (0600)."""
+    return _ensure_token(data_dir / ADMIN_TOKEN, store, cluster_id, "admin", admin=True)
+
+
+def ensure_user_token(data_dir: Path, store: Store, cluster_id: str, user: str) -> Path:
+    """Unless DIR/user-token holds a token the database knows, write a new one there for `user` (0600)."""
+    return _ensure_token(data_dir / USER_TOKEN, store, cluster_id, user, admin=False)
+
+
+def _ensure_token(path: Path, store: Store, cluster_id: str, user: str, admin: bool) -> Path:
+    # A token file the database does not know (the database was deleted or replaced) is renewed:
+    # otherwise whoever reads it would be refused forever.
+    if not _known(path, store):
+        secret = create_user_token(store, cluster_id, user, admin=admin, now=datetime.now(timezone.utc))
         _write_private(path, secret + "\n")
     return path
+
+
+def _known(path: Path, store: Store) -> bool:
+    try:
+        secret = path.read_text().strip()
+    except FileNotFoundError:
+        return False
+    with store.read() as tx:
+        return bool(secret) and tx.token_with_user(hash_secret(secret)) is not None

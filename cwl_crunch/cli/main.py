@@ -82,6 +82,12 @@ def parser() -> argparse.ArgumentParser:
     dispatch.add_argument("--crunchstat-interval", type=float, default=10.0,
                           help="seconds between crunchstat lines of each container (default 10)")
 
+    local = verbs.add_parser("local-service", help="the embedded service cwl-crunch uses when given no --api")
+    local.add_argument("--data-dir", type=Path, help="default: $CWL_CRUNCH_DATA_DIR, else"
+                                                     " $XDG_DATA_HOME/cwl-crunch, else ~/.local/share/cwl-crunch")
+    local.add_argument("action", nargs="?", choices=("start", "stop", "status"), default="start",
+                       help="start: run it in the foreground (the default); stop: stop the running one; status")
+
     logs = verbs.add_parser("logs", help="print a container request's logs (newest attempt)")
     logs.add_argument("request_uuid")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the container ends")
@@ -130,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_container(args)
         if args.verb == "dispatch":
             return _dispatch(args)
+        if args.verb == "local-service":
+            return _local_service(args)
         if args.verb == "logs":
             return _logs(args)
         if args.verb == "image":
@@ -141,32 +149,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _server(args: argparse.Namespace) -> int:
-    from datetime import timedelta
-
     import uvicorn
 
-    from ..server import create_app
-    from ..services.context import Context
-    from ..settings import Settings
-    from ..store import open_store
-    from . import datadir
+    from .serving import build_server
 
-    data_dir: Path = args.data_dir
-    data_dir.mkdir(parents=True, exist_ok=True)
-    settings = Settings(
-        cluster_id=args.cluster_id,
-        database_url=datadir.database_url(data_dir, args.database),
-        data_dir=data_dir,
-        container_heartbeat_timeout=timedelta(seconds=args.heartbeat_timeout),
-        dispatcher_timeout=timedelta(seconds=args.dispatcher_timeout),
-        blob_root=args.blob_root or data_dir / "blobs",
-        blobs_read_only=args.blobs_read_only,
+    built = build_server(
+        args.data_dir, database=args.database, cluster_id=args.cluster_id,
+        heartbeat_timeout=args.heartbeat_timeout, dispatcher_timeout=args.dispatcher_timeout,
+        blob_root=args.blob_root, blobs_read_only=args.blobs_read_only,
     )
-    store = open_store(settings.database_url)
-    token_path = datadir.ensure_admin_token(data_dir, store, settings.cluster_id)
     host, port = args.listen
-    print(f"crunchctl server: http://{host}:{port}/arvados/v1 (admin token in {token_path})", file=sys.stderr)
-    uvicorn.run(create_app(Context(store, settings)), host=host, port=port, log_level="warning")
+    print(f"crunchctl server: http://{host}:{port}/arvados/v1 (admin token in {built.admin_token_path})",
+          file=sys.stderr)
+    uvicorn.run(built.app, host=host, port=port, log_level="warning")
     return 0
 
 
@@ -211,6 +206,27 @@ def _dispatch(args: argparse.Namespace) -> int:
     uuid = dispatcher.register(args.state_dir / "dispatcher-uuid")
     print(f"crunchctl dispatch: {uuid} ({args.vcpus:g} vCPUs, {args.ram} bytes RAM)", file=sys.stderr)
     dispatcher.run(args.interval)
+    return 0
+
+
+def _local_service(args: argparse.Namespace) -> int:
+    from .. import embedded
+
+    data_dir = (args.data_dir or embedded.default_data_dir()).expanduser().resolve()
+    if args.action == "start":
+        from .local_service import serve
+
+        return serve(data_dir)
+    if args.action == "stop":
+        stopped = embedded.stop(data_dir)
+        print(f"crunchctl local-service: {'stopped' if stopped else 'was not running'} ({data_dir})", file=sys.stderr)
+        return 0
+    service = embedded.running(data_dir)
+    if service is None:
+        print(f"crunchctl local-service: not running ({data_dir})", file=sys.stderr)
+        return 3  # as LSB init scripts answer `status` for a stopped service
+    print(f"{service.api_url}/arvados/v1 (pid {embedded.daemon_pid(data_dir)}, data in {data_dir})")
+    print(f"dashboard: {service.api_url}/?token={service.token}")
     return 0
 
 

@@ -1,0 +1,202 @@
+"""`crunchctl local-service start`: the daemon of the embedded service (see cwl_crunch.embedded).
+
+One per data directory (it holds daemon.lock): the API server on a loopback port the kernel
+picks (the socket is bound here and handed to uvicorn, so nothing can take the port between
+choosing and listening), SQLite and blobs in the data directory, and a `crunchctl dispatch`
+child holding the admin token. service.json is written once the API answers.
+
+On SIGTERM/SIGINT the record goes first (no new runner picks a stopping service), then the
+dispatcher, then the running crunch-runs, while the API still takes their cancellation (the next
+daemon listens on another port: they could never report again), and the API server last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import getpass
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import uvicorn
+
+from .. import embedded
+from . import datadir
+from .serving import build_server
+
+log = logging.getLogger(__name__)
+
+DISPATCHER_GRACE = 10.0
+CRUNCH_RUN_GRACE = 20.0  # crunch-run gives its process 10 s after SIGTERM, then saves logs and output
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The daemon handles SIGTERM/SIGINT itself: the API must outlive the dispatcher and crunch-runs.
+        yield
+
+
+def serve(data_dir: Path) -> int:
+    """Run the daemon in the foreground until SIGTERM/SIGINT; 1 if one already runs for `data_dir`."""
+    data_dir = data_dir.expanduser().resolve()
+    embedded.make_private_dir(data_dir)
+    lock = _hold_daemon_lock(data_dir)  # held (the descriptor stays open) until this process exits
+    if lock is None:
+        print(f"crunchctl local-service: already running for {data_dir} (pid {embedded.daemon_pid(data_dir)})",
+              file=sys.stderr)
+        return 1
+    print(f"crunchctl local-service: starting for {data_dir} (pid {os.getpid()})", file=sys.stderr, flush=True)
+    embedded.clear_stale(data_dir)  # what a killed predecessor left
+    built = build_server(data_dir)
+    datadir.ensure_user_token(data_dir, built.store, built.settings.cluster_id, _user_name())
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    daemon = _Daemon(data_dir, f"http://127.0.0.1:{sock.getsockname()[1]}",
+                     built.admin_token_path.read_text().strip())
+    config = uvicorn.Config(built.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3)
+    return asyncio.run(daemon.run(_Server(config), sock))
+
+
+def _hold_daemon_lock(data_dir: Path) -> int | None:
+    """Take daemon.lock for this process's life and write our pid in it; None if another daemon has it."""
+    fd = os.open(data_dir / embedded.DAEMON_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace `path` atomically (readers never see half a record) with a file only its owner can read."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(temporary, path)
+
+
+def _user_name() -> str:
+    """The login name (what the dashboard shows), unless it would be the admin's."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry and no $USER
+        name = ""
+    return name if name and name != "admin" else "local"
+
+
+class _Daemon:
+    def __init__(self, data_dir: Path, api_url: str, admin_token: str) -> None:
+        self.data_dir = data_dir
+        self.api_url = api_url
+        self.admin_token = admin_token
+        self.started_at = datetime.now(timezone.utc).isoformat()
+        self.dispatcher: subprocess.Popen[bytes] | None = None
+        self.dispatcher_since = 0.0
+
+    async def run(self, server: uvicorn.Server, sock: socket.socket) -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            if await self._ready(server, serving, stop):
+                await asyncio.to_thread(self._start_dispatcher)
+                self._announce()
+                await self._watch(stop, serving)
+        finally:
+            await asyncio.to_thread(self._shutdown)
+            server.should_exit = True
+            await serving
+            print(f"crunchctl local-service: stopped (pid {os.getpid()})", file=sys.stderr, flush=True)
+        return 0 if stop.is_set() else 1
+
+    async def _ready(self, server: uvicorn.Server, serving: asyncio.Task[None], stop: asyncio.Event) -> bool:
+        while not server.started:
+            if serving.done() or stop.is_set():
+                return False
+            await asyncio.sleep(0.01)
+        return await asyncio.to_thread(embedded.answers, self.api_url, 10.0)
+
+    def _start_dispatcher(self) -> None:
+        data = self.data_dir
+        command = [sys.executable, "-m", "cwl_crunch.cli.main", "dispatch", "--api", self.api_url,
+                   "--blob-root", str(data / "blobs"), "--hide", str(data),
+                   "--state-dir", str(data / "dispatch"), "--work-root", str(data / "work")]
+        environment = {**os.environ, "CRUNCH_DISPATCH_TOKEN": self.admin_token}
+        # A session of its own: a Ctrl-C at the terminal reaches the daemon only, which stops things in order.
+        self.dispatcher = subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.dispatcher_since = time.monotonic()
+        pid = self.dispatcher.pid
+        record = {"pid": os.getpid(), "api_url": self.api_url, "started_at": self.started_at,
+                  "dispatcher": {"pid": pid, "start": embedded.process_start(pid)}}
+        _write_private(data / embedded.RECORD, json.dumps(record) + "\n")
+
+    def _announce(self) -> None:
+        token = (self.data_dir / embedded.USER_TOKEN).read_text().strip()
+        print(f"crunchctl local-service: {self.api_url}/arvados/v1 for {self.data_dir}"
+              f" (user token in {self.data_dir / embedded.USER_TOKEN})", file=sys.stderr, flush=True)
+        print(f"dashboard: {self.api_url}/?token={token}", flush=True)
+
+    async def _watch(self, stop: asyncio.Event, serving: asyncio.Task[None]) -> None:
+        """Until told to stop: start the dispatcher again when it dies (later each time it dies young)."""
+        delay = 1.0
+        while not stop.is_set() and not serving.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            assert self.dispatcher is not None
+            status = self.dispatcher.poll()
+            if status is None or stop.is_set():
+                continue
+            delay = 1.0 if time.monotonic() - self.dispatcher_since > 60 else min(2 * delay, 60.0)
+            log.warning("the dispatcher exited with status %s; starting it again in %g s", status, delay)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if not stop.is_set():
+                await asyncio.to_thread(self._start_dispatcher)
+
+    def _shutdown(self) -> None:
+        (self.data_dir / embedded.RECORD).unlink(missing_ok=True)
+        if self.dispatcher is not None and self.dispatcher.poll() is None:
+            self.dispatcher.terminate()
+            try:
+                self.dispatcher.wait(DISPATCHER_GRACE)
+            except subprocess.TimeoutExpired:
+                self.dispatcher.kill()
+                self.dispatcher.wait()
+        _stop_crunch_runs(self.data_dir / "dispatch")
+
+
+def _stop_crunch_runs(state_dir: Path) -> None:
+    """SIGTERM the live crunch-runs the dispatcher's pid files name ("pid start"); SIGKILL stragglers."""
+    runs: dict[int, str] = {}
+    for pid_file in state_dir.glob("*.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            pid_text, start = pid_file.read_text().split()
+            runs[int(pid_text)] = start
+    runs = {pid: start for pid, start in runs.items() if embedded.process_start(pid) == start}
+    if runs:
+        log.info("cancelling %d running container(s)", len(runs))
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        for pid in runs:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+        deadline = time.monotonic() + CRUNCH_RUN_GRACE
+        while runs and time.monotonic() < deadline:
+            time.sleep(0.05)
+            runs = {pid: start for pid, start in runs.items() if embedded.process_start(pid) == start}

@@ -121,12 +121,13 @@ class Children:
         try:
             request = self.api.get("container_requests", uuid)
             container = self.api.get("containers", request["container_uuid"]) if request.get("container_uuid") else {}
-            if job.outcome(container) == "success":
-                self.progress.update(uuid, ChildState.COMPLETE)
-                self.reporter.changed()
-            else:
+            if job.outcome(container) != "success":
                 self._failed(job, request, container)
-            job.finish(container)
+                job.finish(container)
+            elif job.finish(container) == "success":
+                self.progress.update(uuid, ChildState.COMPLETE)
+            else:
+                self._failed(job, request, container, "its outputs could not be collected")
         except Exception:  # noqa: BLE001 - a worker thread must not die silently
             logger.exception("[step %s] cannot be finished", job.name)
             job.finish({})
@@ -135,8 +136,8 @@ class Children:
                 self.jobs.pop(uuid, None)
             self.reporter.changed()
 
-    def _failed(self, job: CrunchJob, request: dict[str, Any], container: dict[str, Any]) -> None:
-        uuid, reason = request["uuid"], _reason(container)
+    def _failed(self, job: CrunchJob, request: dict[str, Any], container: dict[str, Any], reason: str = "") -> None:
+        uuid, reason = request["uuid"], reason or _reason(container)
         message = f"step {job.name} ({uuid}) failed: {reason}"
         tail = log_tail(self.keep, request)
         first = self.progress.fail(uuid, message, "\n".join(tail[-10:]))

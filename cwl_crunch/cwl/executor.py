@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import partial
 from typing import Any
 
 from cwltool.context import RuntimeContext
-from cwltool.errors import WorkflowException
+from cwltool.errors import UnsupportedRequirement, WorkflowException
 from cwltool.executors import JobExecutor
 from cwltool.mutation import MutationManager
 from cwltool.process import Process
@@ -36,6 +37,7 @@ class CrunchExecutor(JobExecutor):
         context.toplevel = True
         context.workflow_eval_lock = threading.Condition(threading.RLock())
         _apply_job_requirements(process, job_order_object)
+        process.visit(partial(check_supported, engine=self.children.engine if runtime_context.use_container else None))
         reporter = self.children.reporter
         self.children.start()
         try:
@@ -82,6 +84,20 @@ class CrunchExecutor(JobExecutor):
                 lock.wait(1.0)
         if not self.final_status and self.children.stopping:
             self.output_callback(None, "permanentFail")
+
+
+def check_supported(tool: dict[str, Any], engine: str | None) -> None:
+    """Requirements this cluster cannot meet fail the run before any request is made (exit 33)."""
+    if tool.get("class") != "CommandLineTool":
+        return
+    for requirement in tool.get("requirements") or []:
+        kind = requirement.get("class", "")
+        if kind.endswith("DockerRequirement") and engine is None:
+            raise UnsupportedRequirement(
+                f"{tool.get('id')}: DockerRequirement under 'requirements', but the cluster runs no container engine")
+        if kind.endswith("InplaceUpdateRequirement") and requirement.get("inplaceUpdate"):
+            raise UnsupportedRequirement(
+                f"{tool.get('id')}: InplaceUpdateRequirement (collections are immutable: files cannot change in place)")
 
 
 def _apply_job_requirements(process: Process, job_order_object: dict[str, Any]) -> None:

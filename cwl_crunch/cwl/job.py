@@ -40,6 +40,9 @@ class CrunchTool(CommandLineTool):
             raise UnsupportedRequirement(
                 "this CommandLineTool has a DockerRequirement under 'requirements', but the cluster "
                 "runs no container engine (or --no-container was given)")
+        inplace, _ = self.get_requirement("InplaceUpdateRequirement")
+        if inplace is not None and inplace.get("inplaceUpdate"):
+            raise UnsupportedRequirement("InplaceUpdateRequirement: collections are immutable, so files cannot be updated in place")
         return partial(CrunchJob, children=self.children)
 
     def make_path_mapper(self, reffiles: Any, stagedir: str, runtime_context: RuntimeContext,

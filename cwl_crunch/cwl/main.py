@@ -34,7 +34,8 @@ def parser() -> argparse.ArgumentParser:
         if "--on-error" in action.option_strings:
             action.choices, action.default = ("continue", "stop", "kill"), "continue"
             action.help = "after a step fails: keep running independent steps (default), submit nothing new, or also cancel running steps"
-    top.set_defaults(on_error="continue")
+    # Collections hold any file name, so cwltool's conservative file name check is off by default.
+    top.set_defaults(on_error="continue", relax_path_checks=True)
     ours = top.add_argument_group("cwl-crunch")
     ours.add_argument("--api", default=os.environ.get("CWL_CRUNCH_API"), help="a shared service's URL (default: the embedded local service)")
     ours.add_argument("--token", default=os.environ.get("CWL_CRUNCH_TOKEN"), help="the shared service's token")

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import threading
+from functools import partial
 from typing import Any
 
 from cwltool.context import LoadingContext
@@ -24,6 +25,7 @@ from schema_salad.exceptions import ValidationException
 from schema_salad.ref_resolver import uri_file_path
 
 from ..client import Client
+from .executor import check_supported
 from ..follow import EventFollower
 from .keepfs import SCHEME, Keep, location
 from .relocate import OUTPUT_OBJECT, relocate
@@ -73,15 +75,7 @@ def _prepare(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], 
 
 
 def _check_requirements(tool: Any, args: argparse.Namespace) -> None:
-    engine = args.engine if args.use_container else None
-
-    def check(process: dict[str, Any]) -> None:
-        for requirement in process.get("requirements") or []:
-            if requirement.get("class") == "DockerRequirement" and engine is None:
-                raise UnsupportedRequirement(
-                    f"{process.get('id')}: DockerRequirement under 'requirements', but the cluster runs no container engine")
-
-    tool.visit(check)
+    tool.visit(partial(check_supported, engine=args.engine if args.use_container else None))
 
 
 def _upload_files(document: Any, keep: Keep) -> Any:

@@ -84,8 +84,8 @@ class Keep:
                 relative = str(relative_root / name) if str(relative_root) != "." else name
                 if globs and not _matches(relative, globs):
                     continue
-                if not path.is_file():
-                    continue  # sockets, fifos, dangling links
+                if not path.is_file() or not _inside(path, directory):
+                    continue  # sockets, fifos, dangling links, links out of the output directory
                 manifest[relative] = self.store_file(path)
             if not files and not dirs and str(relative_root) != "." and not globs:
                 manifest[str(relative_root) + "/"] = {}
@@ -117,6 +117,13 @@ def store_file_over_api(api: Client, path: Path) -> dict[str, Any]:
     if not api.has_blob(sha256):
         api.put_blob(sha256, path)
     return {"blob": sha256, "size": size}
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    """A symbolic link is captured only when it points inside the output directory."""
+    if not path.is_symlink():
+        return True
+    return path.resolve().is_relative_to(directory.resolve())
 
 
 def _matches(relative: str, globs: list[str]) -> bool:

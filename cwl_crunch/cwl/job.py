@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,14 @@ class CrunchTool(CommandLineTool):
                                     keep=self.children.keep)
 
 
+def _secret_command(secrets: Any, command: list[str]) -> str | None:
+    """With secret inputs on the command line, a script that runs it: stored as a secret mount, so
+    the values never reach the request's command (reuse still sees their digest)."""
+    if secrets is None or not any(secrets.has_secret(arg) for arg in command):
+        return None
+    return "exec " + shlex.join(str(arg) for arg in secrets.retrieve(command)) + "\n"
+
+
 class CrunchJob(JobBase):
     def __init__(self, *args: Any, children: Children, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -85,11 +94,11 @@ class CrunchJob(JobBase):
         if isinstance(mapper, CollectionPathMapper) and (pdh := mapper.save(f"inputs of {self.name}")):
             inputs = Staged(pdh, f"{KEEP_ROOT}/{pdh}")
         resources = self.builder.resources
-        secrets = runtime_context.secret_store
-        command = secrets.retrieve(self.command_line) if secrets else self.command_line
+        command = [str(arg) for arg in self.command_line]
         return JobSpec(
             name=self.name,
-            command=[str(arg) for arg in command],
+            command=command,
+            secret_command=_secret_command(runtime_context.secret_store, command),
             environment=self._environment(runtime_context),
             inputs=inputs,
             generated=generated,

@@ -10,6 +10,7 @@ from typing import Any
 OUTPUT_PATH = "/var/spool/cwl"
 TMP_PATH = "/tmp"
 MIB = 1 << 20
+SECRET_COMMAND = "/var/lib/cwl/secret-command.sh"
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class JobSpec:
     image: str | None = None
     priority: int = 500
     properties: dict[str, Any] = field(default_factory=dict)
+    secret_command: str | None = None  # a script holding secret values: run from a secret mount
 
 
 def build_request(job: JobSpec) -> dict[str, Any]:
@@ -65,11 +67,17 @@ def build_request(job: JobSpec) -> dict[str, Any]:
     if job.time_limit:
         scheduling["max_run_time"] = int(job.time_limit)
     environment = {"HOME": OUTPUT_PATH, "TMPDIR": TMP_PATH, **job.environment}
+    command = job.command
+    secret_mounts: dict[str, Any] = {}
+    if job.secret_command is not None:
+        secret_mounts[SECRET_COMMAND] = {"kind": "text", "content": job.secret_command}
+        command = ["/bin/sh", SECRET_COMMAND]
     return {
         "name": job.name,
         "state": "Committed",
         "priority": job.priority,
-        "command": job.command,
+        "command": command,
+        "secret_mounts": secret_mounts,
         "cwd": OUTPUT_PATH,
         "output_path": OUTPUT_PATH,
         "environment": environment,

@@ -189,3 +189,16 @@ def test_interrupting_a_local_run_cancels_its_outstanding_steps(cluster: Cluster
         container = runs.get("containers", request["container_uuid"])
         runs.wait(lambda c=container: runs.get("containers", c["uuid"])["state"] == "Cancelled", 30)
     assert process.returncode != 0
+
+
+def test_secret_inputs_reach_the_tool_but_never_the_request(cluster: Cluster, tmp_path: Path) -> None:
+    runs = Runs(cluster, tmp_path)
+    job = tmp_path / "secret.json"
+    job.write_text(json.dumps({"password": "hunter2"}))
+    done = runs.run(str(DATA / "secret.cwl"), str(job), outdir=tmp_path / "out")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "out" / "out.txt").read_text() == "length 7\n"
+    requests = runs.api.get("/container_requests", params={"limit": "10"}).json()["items"]
+    assert requests and all("hunter2" not in json.dumps(r) for r in requests)
+    containers = runs.api.get("/containers", params={"limit": "10"}).json()["items"]
+    assert containers and all("hunter2" not in json.dumps(c) for c in containers)

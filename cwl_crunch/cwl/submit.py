@@ -18,7 +18,8 @@ from typing import Any
 
 from cwltool.context import LoadingContext
 from cwltool.errors import UnsupportedRequirement, WorkflowException
-from cwltool.load_tool import fetch_document, make_tool, resolve_and_validate_document
+from cwltool.load_tool import fetch_document, make_tool, resolve_and_validate_document, resolve_tool_uri
+from cwltool.resolver import tool_resolver
 from cwltool.main import init_job_order, load_job_order, print_pack
 from cwltool.stdfsaccess import StdFsAccess
 from schema_salad.exceptions import ValidationException
@@ -62,12 +63,15 @@ def submit(args: argparse.Namespace, api: Client, keep: Keep) -> int:
 def _prepare(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """Load, validate and pack the workflow; load and check the inputs. No request is made."""
     loading = LoadingContext(vars(args))
-    loading, workflowobj, uri = fetch_document(args.workflow, loading)
+    loading.resolver = tool_resolver  # finds "file.cwl#main" as cwltool does
+    uri, tool_file_uri = resolve_tool_uri(args.workflow, resolver=loading.resolver,
+                                          fetcher_constructor=loading.fetcher_constructor)
+    loading, workflowobj, uri = fetch_document(uri, loading)
     loading, uri = resolve_and_validate_document(loading, workflowobj, uri)
     tool = make_tool(uri, loading)
     _check_requirements(tool, args)
     job_order, input_basedir, jobloader = load_job_order(args, sys.stdin, loading.fetcher_constructor,
-                                                         loading.overrides_list, tool.tool["id"])
+                                                         loading.overrides_list, tool_file_uri)
     job_order = init_job_order(job_order, args, tool, jobloader, sys.stdout, make_fs_access=StdFsAccess,
                                input_basedir=input_basedir)
     packed = json.loads(print_pack(loading, uri))

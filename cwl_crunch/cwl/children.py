@@ -128,7 +128,7 @@ class Children:
                 self.progress.update(uuid, ChildState.COMPLETE)
             else:
                 self._failed(job, request, container, "its outputs could not be collected")
-        except Exception:  # noqa: BLE001 - a worker thread must not die silently
+        except Exception:
             logger.exception("[step %s] cannot be finished", job.name)
             job.finish({})
         finally:

@@ -36,7 +36,7 @@ class CrunchTool(CommandLineTool):
         yield from super().job(job_order, output_callbacks, context)
 
     def make_job_runner(self, runtime_context: RuntimeContext) -> Any:
-        docker, required = self.get_requirement("DockerRequirement")
+        _, required = self.get_requirement("DockerRequirement")
         if required and not (runtime_context.use_container and self.children.engine):
             raise UnsupportedRequirement(
                 "this CommandLineTool has a DockerRequirement under 'requirements', but the cluster "

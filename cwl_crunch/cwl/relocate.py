@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Any
-
-from functools import partial
 
 from cwltool.process import compute_checksums
 from cwltool.utils import adjustDirObjs, get_listing, visit_class
@@ -90,7 +89,7 @@ class Placer:
         if source.startswith(SCHEME):
             pdh, path = parse(source)
             self.keep.copy_to(self.keep.manifest(pdh).files[path], target)
-        elif source.startswith("file://") or source.startswith("/"):
+        elif source.startswith(("file://", "/")):
             shutil.copyfile(uri_file_path(source) if source.startswith("file://") else source, target)
         else:
             target.write_text(str(obj.get("contents", "")))

@@ -109,4 +109,4 @@ def _stdin(job: JobSpec) -> dict[str, Any]:
 
 
 def _bytes(mib: float) -> int:
-    return int(math.ceil(mib)) * MIB
+    return math.ceil(mib) * MIB

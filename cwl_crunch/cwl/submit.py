@@ -18,16 +18,21 @@ from typing import Any
 
 from cwltool.context import LoadingContext
 from cwltool.errors import UnsupportedRequirement, WorkflowException
-from cwltool.load_tool import fetch_document, make_tool, resolve_and_validate_document, resolve_tool_uri
-from cwltool.resolver import tool_resolver
+from cwltool.load_tool import (
+    fetch_document,
+    make_tool,
+    resolve_and_validate_document,
+    resolve_tool_uri,
+)
 from cwltool.main import init_job_order, load_job_order, print_pack
+from cwltool.resolver import tool_resolver
 from cwltool.stdfsaccess import StdFsAccess
 from schema_salad.exceptions import ValidationException
 from schema_salad.ref_resolver import uri_file_path
 
 from ..client import Client
-from .executor import check_supported
 from ..follow import EventFollower
+from .executor import check_supported
 from .keepfs import SCHEME, Keep, location
 from .relocate import OUTPUT_OBJECT, relocate
 from .request import OUTPUT_PATH
@@ -47,7 +52,9 @@ def submit(args: argparse.Namespace, api: Client, keep: Keep) -> int:
     except SystemExit as exit:
         return exit.code if isinstance(exit.code, int) else 1
     if is_tool and args.wait:
-        from .main import run_local  # one tool needs no runner container: submitted directly
+        from .main import (
+            run_local,  # one tool needs no runner container: submitted directly
+        )
 
         return run_local(args, api, keep)
     packed = _upload_files(packed, keep)

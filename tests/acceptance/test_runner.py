@@ -7,7 +7,6 @@ resubmission adopts every healthy step — finished or still running.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess

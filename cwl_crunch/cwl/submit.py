@@ -44,6 +44,10 @@ RUNNER_RAM = 1 << 30
 
 def submit(args: argparse.Namespace, api: Client, keep: Keep) -> int:
     _log_to_stderr(args)
+    if args.wait and _single_tool(args):
+        from .main import run_local  # one tool needs no runner container: submitted directly
+
+        return run_local(args, api, keep)
     try:
         packed, job_order, is_tool = _prepare(args)
     except (ValidationException, WorkflowException) as error:
@@ -65,6 +69,23 @@ def submit(args: argparse.Namespace, api: Client, keep: Keep) -> int:
         return 0
     logger.info("runner request %s", record["uuid"])
     return Follower(api, keep, record).wait(args.outdir)
+
+
+def _single_tool(args: argparse.Namespace) -> bool:
+    """Whether the document names one CommandLineTool (read, not yet validated: cheap)."""
+    try:
+        loading = LoadingContext(vars(args))
+        loading.resolver = tool_resolver
+        uri, _ = resolve_tool_uri(args.workflow, resolver=loading.resolver,
+                                  fetcher_constructor=loading.fetcher_constructor)
+        _, workflowobj, _ = fetch_document(uri, loading)
+    except Exception:  # noqa: BLE001 - whatever is wrong is reported by the full load that follows
+        return False
+    fragment = uri.partition("#")[2]
+    if isinstance(workflowobj, dict) and "$graph" in workflowobj:
+        found = [p for p in workflowobj["$graph"] if str(p.get("id", "")).lstrip("#").endswith(fragment or "main")]
+        workflowobj = found[0] if len(found) == 1 else {}
+    return isinstance(workflowobj, dict) and workflowobj.get("class") == "CommandLineTool"
 
 
 def _prepare(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], bool]:

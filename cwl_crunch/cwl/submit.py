@@ -131,6 +131,8 @@ def _upload(item: dict[str, Any], keep: Keep) -> dict[str, Any]:
     uploaded = _uploaded_entry(item, files, keep)
     extras = [_uploaded_entry(extra, files, keep) if _is_local(extra.get("location", "")) else extra
               for extra in item.get("secondaryFiles") or []]
+    if item.get("class") == "File":
+        _add_possible_secondaries(item, files, keep)
     pdh = keep.save(files, f"input {uploaded['basename']}")
     for entry in (uploaded, *extras):
         if entry.get("location") is None:
@@ -138,6 +140,21 @@ def _upload(item: dict[str, Any], keep: Keep) -> dict[str, Any]:
     if extras:
         uploaded["secondaryFiles"] = extras
     return uploaded
+
+
+def _add_possible_secondaries(item: dict[str, Any], files: dict[str, Any], keep: Keep) -> None:
+    """Files beside it that share its name root (`A.bam` → `A.bam.bai`, `A.bai`): the runner
+    discovers secondary files inside the container, where only what was uploaded exists."""
+    path = uri_file_path(item["location"]) if item["location"].startswith("file://") else item["location"]
+    directory, name = os.path.split(path)
+    root = name.split(".", 1)[0]
+    try:
+        siblings = [entry for entry in os.scandir(directory or ".") if entry.name != name
+                    and entry.name.startswith(root) and entry.is_file()]
+    except OSError:
+        return
+    for sibling in siblings:
+        files.setdefault(sibling.name, keep.store_file(sibling.path))
 
 
 def _uploaded_entry(item: dict[str, Any], files: dict[str, Any], keep: Keep) -> dict[str, Any]:

@@ -23,9 +23,9 @@ from schema_salad.ref_resolver import uri_file_path
 from ..client import ApiError, Client
 from ..domain.collections import portable_data_hash
 from ..files.blobs import FileBlobStore
+from ..runner.keep import store_file_over_api
 
 SCHEME = "keep:"
-CHUNK = 1 << 20
 
 
 def parse(location: str) -> tuple[str, str]:
@@ -49,13 +49,15 @@ class Manifest:
             parts = path.rstrip("/").split("/")
             upto = len(parts) if path.endswith("/") else len(parts) - 1
             self.dirs.update("/".join(parts[:i]) for i in range(1, upto + 1))
+        # Directories holding something; the others are empty and kept as `dir/` entries.
+        self._occupied = {posixpath.dirname(path) for path in (*self.files, *self.dirs) if path}
 
     def under(self, directory: str) -> dict[str, Any]:
         """Entries below `directory`, relative to it (empty directories kept as `dir/`)."""
         prefix = directory + "/" if directory else ""
         found: dict[str, Any] = {p[len(prefix):]: e for p, e in self.files.items() if p.startswith(prefix)}
-        for d in self.dirs:
-            if d.startswith(prefix) and d != directory and not any(f.startswith(d[len(prefix):] + "/") for f in found):
+        for d in self.dirs - self._occupied:
+            if d.startswith(prefix) and d != directory:
                 found[d[len(prefix):] + "/"] = {}
         return found
 
@@ -119,14 +121,7 @@ class Keep:
             known = self._uploaded.get(key)
         if known is not None:
             return known
-        digest, size = hashlib.sha256(), 0
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-        entry = {"blob": digest.hexdigest(), "size": size}
-        if not self.api.has_blob(entry["blob"]):
-            self.api.put_blob(entry["blob"], Path(path))
+        entry = store_file_over_api(self.api, Path(path))
         with self._lock:
             self._uploaded[key] = entry
         return entry

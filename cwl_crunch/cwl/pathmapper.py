@@ -30,7 +30,7 @@ class CollectionPathMapper(PathMapper):
         self.keep = keep
         self.manifest: dict[str, Any] = {}
         self.pdh: str | None = None
-        self._placed: list[tuple[str, str, str]] = []
+        self._placed: dict[str, tuple[str, str]] = {}  # location → (relative path, mapper type)
         super().__init__(referenced_files, basedir, stagedir, separate_dirs)
 
     def setup(self, referenced_files: MutableSequence[Any], basedir: str) -> None:
@@ -41,7 +41,7 @@ class CollectionPathMapper(PathMapper):
             return
         self.pdh = portable_data_hash(self.manifest)
         root = posixpath.join(self.stagedir, self.pdh) if self.separateDirs else self.stagedir
-        for source, relative, kind in self._placed:
+        for source, (relative, kind) in self._placed.items():
             self._pathmap[source] = MapperEnt(location(self.pdh, relative), posixpath.join(root, relative), kind, True)
 
     def save(self, name: str) -> str | None:
@@ -56,14 +56,14 @@ class CollectionPathMapper(PathMapper):
 
     def _place(self, item: dict[str, Any], directory: str, basedir: str, copy: bool) -> None:
         source = item["location"]
-        if source in self._pathmap or any(source == placed[0] for placed in self._placed):
+        if source in self._pathmap or source in self._placed:
             return
         directory = self._dirname(item) if item.get("dirname") else directory
         relative = posixpath.join(directory, item["basename"])
         copy = bool(item.get("writable", copy))
         if item.get("class") == "Directory":
             self._place_directory(item, relative, basedir)
-            self._placed.append((source, relative, "WritableDirectory" if copy else "Directory"))
+            self._placed[source] = (relative, "WritableDirectory" if copy else "Directory")
             for child in item.get("listing") or []:
                 self._place(child, relative, basedir, copy)
             return
@@ -71,10 +71,10 @@ class CollectionPathMapper(PathMapper):
             if "contents" not in item:
                 raise WorkflowException(f"File {item.get('basename')!r} has neither a location nor contents")
             self.manifest[relative] = self.keep.store_bytes(str(item["contents"]).encode())
-            self._placed.append((source, relative, "CreateWritableFile" if copy else "CreateFile"))
+            self._placed[source] = (relative, "CreateWritableFile" if copy else "CreateFile")
         else:
             self.manifest[relative] = self._file_entry(source, basedir)
-            self._placed.append((source, relative, "WritableFile" if copy else "File"))
+            self._placed[source] = (relative, "WritableFile" if copy else "File")
         for secondary in item.get("secondaryFiles") or []:
             self._place(secondary, directory, basedir, copy)
 

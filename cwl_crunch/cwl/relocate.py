@@ -70,7 +70,10 @@ class Placer:
         for secondary in obj.get("secondaryFiles") or []:
             self.place(secondary, target.parent)
         for child in obj.get("listing") or []:
-            self._relabel(child, target) if not source.startswith("_:") else self.place(child, target)
+            if source.startswith("_:"):  # a literal directory: its entries are copied one by one
+                self.place(child, target)
+            else:  # copied whole already
+                self._relabel(child, target)
 
     def _relabel(self, obj: dict[str, Any], directory: Path) -> None:
         """A listing entry already copied with its directory: only its location changes."""

@@ -45,7 +45,9 @@ RUNNER_RAM = 1 << 30
 def submit(args: argparse.Namespace, api: Client, keep: Keep) -> int:
     _log_to_stderr(args)
     if args.wait and _single_tool(args):
-        from .main import run_local  # one tool needs no runner container: submitted directly
+        from .main import (
+            run_local,  # one tool needs no runner container: submitted directly
+        )
 
         return run_local(args, api, keep)
     try:

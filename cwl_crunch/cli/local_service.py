@@ -32,7 +32,7 @@ import uvicorn
 
 from .. import embedded
 from . import datadir
-from .serving import build_server
+from .serving import build_server, loopback_socket
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,7 @@ def serve(data_dir: Path) -> int:
     embedded.clear_stale(data_dir)  # what a killed predecessor left
     built = build_server(data_dir)
     datadir.ensure_user_token(data_dir, built.store, built.settings.cluster_id, _user_name())
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_socket()
     daemon = _Daemon(data_dir, f"http://127.0.0.1:{sock.getsockname()[1]}",
                      built.admin_token_path.read_text().strip())
     config = uvicorn.Config(built.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3)

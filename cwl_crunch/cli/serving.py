@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -47,3 +48,15 @@ def build_server(
     store = open_store(settings.database_url)
     token_path = datadir.ensure_admin_token(data_dir, store, settings.cluster_id)
     return Built(create_app(Context(store, settings)), settings, store, token_path)
+
+
+def loopback_socket() -> socket.socket:
+    """A TCP socket bound to a free loopback port, for handing to uvicorn (`sockets=[...]`).
+
+    It must be made with `IPPROTO_TCP` rather than the default protocol 0: asyncio turns Nagle's
+    algorithm off (TCP_NODELAY) only on accepted sockets whose protocol says TCP, and with Nagle on,
+    every response after the first on a keep-alive connection waits about 40 ms for a delayed ACK.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    return sock

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -13,6 +12,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from cwl_crunch.cli.serving import loopback_socket
 from cwl_crunch.server import create_app
 from cwl_crunch.services.auth import create_user_token
 from cwl_crunch.services.context import Context
@@ -96,8 +96,7 @@ def start_service(
     clock = clock or FakeClock()
     ctx = Context(store, settings, clock)
     app = create_app(ctx, run_janitor=run_janitor, event_poll_seconds=event_poll_seconds)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock = loopback_socket()
     port = sock.getsockname()[1]
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1)
     server = uvicorn.Server(config)

@@ -15,11 +15,17 @@ POLL_SECONDS = 2.0
 
 
 class EventFollower:
-    """Calls `handle(event)` for every event after the moment `start()` returns, in order."""
+    """Calls `handle(event)` for every event after the moment `start()` returns, in order.
 
-    def __init__(self, api: Client, handle: Callable[[dict[str, Any]], None]) -> None:
+    `filters` (the API's list syntax over event attributes, e.g. `[["object_kind", "=", ...]]`)
+    are applied by the server, so events nobody here wants are neither sent nor parsed.
+    """
+
+    def __init__(self, api: Client, handle: Callable[[dict[str, Any]], None],
+                 filters: list[list[Any]] | None = None) -> None:
         self.api = api
         self.handle = handle
+        self.filters = filters
         self.since: int | None = None
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -45,8 +51,7 @@ class EventFollower:
                 self._stop.wait(POLL_SECONDS)
 
     def _stream(self) -> None:
-        params = {"since": str(self.since)} if self.since is not None else None
-        response = self.api.stream("/events", params)
+        response = self.api.stream("/events", self._params())
         try:
             event_id: str | None = None
             while not self._stop.is_set():
@@ -67,11 +72,17 @@ class EventFollower:
         finally:
             response.close()
 
+    def _params(self) -> dict[str, str]:
+        params = {"since": str(self.since)} if self.since is not None else {}
+        if self.filters:
+            params["filters"] = json.dumps(self.filters)
+        return params
+
     def _poll_once(self) -> None:
         if self.since is None:
             return
         try:
-            answer = self.api.request("GET", "/events/batch", params={"since": str(self.since)})
+            answer = self.api.request("GET", "/events/batch", params=self._params())
         except (OSError, ApiError):
             return
         for event in answer["items"]:

@@ -40,6 +40,26 @@ DISPATCHER_GRACE = 10.0
 CRUNCH_RUN_GRACE = 20.0  # crunch-run gives its process 10 s after SIGTERM, then saves logs and output
 
 
+VCPUS_PER_CORE = 4  # what the embedded dispatcher offers per host core, unless CRUNCH_LOCAL_VCPUS says
+
+
+def local_vcpus() -> float:
+    """The vCPUs the embedded dispatcher hands out. More than the host has: CWL steps ask for one
+    core each by default, and most short steps spend their time starting and finishing, not
+    computing, so one container per core would leave the machine idle. RAM is not oversubscribed."""
+    text = os.environ.get("CRUNCH_LOCAL_VCPUS", "")
+    try:
+        value = float(text) if text else 0.0
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        if text:
+            print(f"crunchctl local-service: ignoring CRUNCH_LOCAL_VCPUS={text!r} (not a positive number)",
+                  file=sys.stderr)
+        value = float(VCPUS_PER_CORE * (os.cpu_count() or 1))
+    return value
+
+
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -135,7 +155,7 @@ class _Daemon:
     def _start_dispatcher(self) -> None:
         data = self.data_dir
         command = [sys.executable, "-m", "cwl_crunch.cli.main", "dispatch", "--api", self.api_url,
-                   "--blob-root", str(data / "blobs"), "--hide", str(data),
+                   "--blob-root", str(data / "blobs"), "--hide", str(data), "--vcpus", str(local_vcpus()),
                    "--state-dir", str(data / "dispatch"), "--work-root", str(data / "work")]
         environment = {**os.environ, "CRUNCH_DISPATCH_TOKEN": self.admin_token}
         # A session of its own: a Ctrl-C at the terminal reaches the daemon only, which stops things in order.

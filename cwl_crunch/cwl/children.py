@@ -34,7 +34,8 @@ class Children:
         self.on_error = on_error
         self.jobs: dict[str, CrunchJob] = {}
         self.names: dict[str, str] = {}
-        self._container_of: dict[str, str] = {}
+        self._container_of: dict[str, str] = {}  # container → request
+        self._current: dict[str, str] = {}  # request → its latest container
         self._final_early: set[str] = set()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="finish")
@@ -68,6 +69,7 @@ class Children:
             self.names[uuid] = job.name
             if container_uuid:
                 self._container_of[container_uuid] = uuid
+                self._current[uuid] = container_uuid
             done = record["state"] == "Final" or uuid in self._final_early
         self.progress.update(uuid, ChildState.WAITING)
         self.reporter.changed()
@@ -97,6 +99,7 @@ class Children:
                 known = uuid in self.jobs
                 if known and properties.get("container_uuid"):
                     self._container_of[properties["container_uuid"]] = uuid
+                    self._current[uuid] = properties["container_uuid"]
                 if properties.get("new_state") == "Final" and not known:
                     self._final_early.add(uuid)
             if known and properties.get("new_state") == "Final":
@@ -119,15 +122,19 @@ class Children:
         if job is None:
             return
         try:
-            request = self.api.get("container_requests", uuid)
-            container = self.api.get("containers", request["container_uuid"]) if request.get("container_uuid") else {}
+            with self._lock:
+                container_uuid = self._current.get(uuid)
+            if container_uuid is None:  # never had a container, or its event has not been seen
+                container_uuid = self.api.get("container_requests", uuid).get("container_uuid")
+            container = self.api.get("containers", container_uuid) if container_uuid else {}
             if job.outcome(container) != "success":
-                self._failed(job, request, container)
+                self._failed(job, self.api.get("container_requests", uuid), container)
                 job.finish(container)
             elif job.finish(container) == "success":
                 self.progress.update(uuid, ChildState.COMPLETE)
             else:
-                self._failed(job, request, container, "its outputs could not be collected")
+                self._failed(job, self.api.get("container_requests", uuid), container,
+                             "its outputs could not be collected")
         except Exception:
             logger.exception("[step %s] cannot be finished", job.name)
             job.finish({})

@@ -52,6 +52,14 @@ class Dispatcher:
         self.uuid: str | None = None
         self._last_ping = 0.0
         self._published: dict[str, tuple[str, float]] = {}  # scheduling status last sent, and when
+        # The queue as last listed, reused by rounds that only follow a state change (capacity
+        # freed) while no new work has arrived; listed again at least every round `interval`.
+        self._queue: list[dict[str, Any]] | None = None
+        self._queue_listed = 0.0
+        self._queue_stale = threading.Event()
+        # What our live crunch-runs hold, as of the last reconciliation plus what we started since.
+        self._started: dict[str, dict[str, Any]] | None = None
+        self._reconciled = 0.0
 
     def register(self, remembered: Path | None = None) -> str:
         """Register, or take up again the identity saved in `remembered` (so that after a restart
@@ -77,7 +85,15 @@ class Dispatcher:
         if self.uuid is None:
             self.register()
         wake = threading.Event()
-        follower = EventFollower(self.api, lambda event: wake.set() if event.get("object_kind") == CONTAINER_KIND else None)
+
+        def on_event(event: dict[str, Any]) -> None:
+            if _changes_the_queue(event):
+                self._queue_stale.set()
+                wake.set()
+            elif _worth_a_round(event):
+                wake.set()
+
+        follower = EventFollower(self.api, on_event, filters=[["object_kind", "=", CONTAINER_KIND]])
         try:
             follower.start()
         except RuntimeError as error:
@@ -85,20 +101,36 @@ class Dispatcher:
         while True:
             wake.clear()
             try:
-                self.tick()
+                self.tick(queue_max_age=interval)
             except (ApiError, OSError) as error:
                 log.warning("dispatch round failed: %s", error)
             wake.wait(interval)
 
     # -- one round -----------------------------------------------------------------------
 
-    def tick(self, now: float | None = None) -> None:
+    def tick(self, now: float | None = None, queue_max_age: float = 0.0) -> None:
+        """One round. The queue is listed afresh unless the last listing is younger than
+        `queue_max_age` seconds and no container has been queued or reprioritised since; this
+        dispatcher's containers likewise (in between, its own starts and the backend's live set)."""
         now = time.monotonic() if now is None else now
         if now - self._last_ping >= self.ping_seconds:
             self.api.request("POST", f"/dispatchers/{self.uuid}/ping")
             self._last_ping = now
-        usage = self._reconcile()
-        self._dispatch(usage)
+        if self._started is None or now - self._reconciled >= queue_max_age:
+            usage = self._reconcile()
+            self._reconciled = now
+        else:  # between reconciliations: what we started ourselves and is still alive
+            alive = self.backend.alive()
+            self._started = {uuid: c for uuid, c in self._started.items() if uuid in alive}
+            usage = Usage()
+            for container in self._started.values():
+                usage.add(container)
+        if self._queue is None or self._queue_stale.is_set() or now - self._queue_listed >= queue_max_age:
+            self._queue_stale.clear()  # before listing: what arrives meanwhile makes the next round list again
+            self._queue = list(self.api.list("containers", filters=[["state", "=", "Queued"], ["priority", ">", 0]],
+                                             order="priority desc", select=list(QUEUE_FIELDS)))
+            self._queue_listed = now
+        self._dispatch(usage, self._queue)
 
     def _reconcile(self) -> Usage:
         """What our live crunch-runs use; Locked containers without one go back to the queue."""
@@ -107,32 +139,36 @@ class Dispatcher:
         mine = self.api.list("containers", filters=[["dispatcher_uuid", "=", self.uuid],
                                                     ["state", "in", ["Locked", "Running"]]],
                              select=[*QUEUE_FIELDS, "state"])
+        self._started = {}
         for container in mine:
             if container["uuid"] in alive:
                 usage.add(container)
+                self._started[container["uuid"]] = container
             elif container["state"] == "Locked":
                 log.info("unlocking %s: its crunch-run is gone", container["uuid"])
                 self._quietly("POST", f"/containers/{container['uuid']}/unlock")
             # Running without crunch-run: the API's heartbeat rule settles it (SPEC §3.3).
         return usage
 
-    def _dispatch(self, usage: Usage) -> None:
+    def _dispatch(self, usage: Usage, queue: list[dict[str, Any]]) -> None:
         capacity = self.backend.capacity
-        queue = self.api.list("containers", filters=[["state", "=", "Queued"], ["priority", ">", 0]],
-                              order="priority desc", select=list(QUEUE_FIELDS))
         position = 0
-        for container in queue:
+        for container in list(queue):
             uuid = container["uuid"]
             too_big = _unsatisfiable(container, capacity)
             if too_big:
+                queue.remove(container)
                 self._fail_unsatisfiable(container, too_big)
                 continue
             not_before = _not_before(container)
             if not_before is not None and not_before > datetime.now(timezone.utc):
                 continue  # backing off before a retry: the API says so itself (it knows the attempts)
             if _fits(container, usage, capacity):
+                queue.remove(container)  # locked now, or by someone else (then it is not ours to list)
                 if self._lock_and_start(container):
                     usage.add(container)
+                    if self._started is not None:
+                        self._started[uuid] = container
                 continue
             position += 1
             if _is_supervisor(container):
@@ -187,6 +223,25 @@ class Dispatcher:
             self.api.request(method, path, body)
         except ApiError as error:
             log.info("%s %s: %s", method, path, error)
+
+
+def _changes_the_queue(event: dict[str, Any]) -> bool:
+    """New work, work back in the queue (unlocked, retried) or a new priority."""
+    properties = event.get("properties") or {}
+    back_in_queue = properties.get("new_state") == "Queued" and properties.get("old_state") != "Queued"
+    return event.get("event_type") == "create" or back_in_queue or "priority" in (properties.get("changed") or [])
+
+
+def _worth_a_round(event: dict[str, Any]) -> bool:
+    """Whether a container event can change what a round would do: new work, capacity freed (a
+    container finished or went back to the queue) or a new priority. Not the status and log
+    updates, which are most events (and some are this dispatcher's own), nor locking or starting."""
+    properties = event.get("properties") or {}
+    if event.get("event_type") != "update":
+        return True
+    old, new = properties.get("old_state"), properties.get("new_state")
+    frees_capacity = old != new and new in ("Queued", "Complete", "Cancelled")  # not Queued → Locked → Running
+    return frees_capacity or "priority" in (properties.get("changed") or [])
 
 
 def _kind(status: str) -> str:

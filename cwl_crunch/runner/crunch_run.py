@@ -37,6 +37,7 @@ from .runtimes import (
     ProcessSpec,
     Runtime,
     RuntimeUnavailable,
+    wait_for_exit,
 )
 from .runtimes.docker import DockerRuntime
 from .runtimes.local import LocalRuntime, memory_usage
@@ -97,6 +98,7 @@ class CrunchRun:
         self.logs: dict[str, LogFile] = {}
         self.streams: dict[str, Path] = {}  # stdin/stdout/stderr mounts as host files
         self.live: LiveSender | None = None
+        self.upload_announced = False  # runtime_status.activity "uploading output" already sent
 
     # -- the steps -----------------------------------------------------------------------
 
@@ -239,10 +241,7 @@ class CrunchRun:
             elif deadline is not None and time.monotonic() > deadline:
                 self._stop(f"max_run_time {max_run_time} s exceeded")
                 self.outcome.decide("Cancelled", "timeout", f"max_run_time of {max_run_time} s exceeded")
-            try:
-                self.process.wait(timeout=0.1)
-            except subprocess.TimeoutExpired:
-                pass
+            wait_for_exit(self.process, 0.1)
         for pump in pumps:
             pump.join()
         stop.set()
@@ -251,9 +250,22 @@ class CrunchRun:
         if problem is not None:
             raise Failure(f"{NOT_STARTED.format(self.spec.command[0])} ({problem})", cause="setup")
         exit_code = returncode if returncode >= 0 else 128 - returncode
-        if self.outcome.state is None:
-            self._quietly(self._set, {"exit_code": exit_code})
+        if self.outcome.state is None:  # one update: the exit code, and what comes next if it takes a while
+            changes: dict[str, Any] = {"exit_code": exit_code}
+            if self._has_output():
+                changes["runtime_status"] = {"activity": "uploading output"}
+                self.upload_announced = True
+            self._quietly(self._set, changes)
         return exit_code
+
+    def _output_dir(self) -> Path | None:
+        """The output directory on the host, if the container got one."""
+        output_dir = staging.host_path(self.spec.binds if self.spec else [], self.container["output_path"], "/")
+        return output_dir if output_dir is not None and output_dir.is_dir() else None
+
+    def _has_output(self) -> bool:
+        output_dir = self._output_dir()
+        return output_dir is not None and any(output_dir.iterdir())
 
     def _first_stderr_line(self) -> bytes:
         """What the process (or the runtime, failing to start it) printed first, without its stamp."""
@@ -268,9 +280,9 @@ class CrunchRun:
         keep = self._keep()
         changes: dict[str, Any] = {}
         finished = self.outcome.state is None and exit_code is not None  # Complete once the output is saved
-        output_dir = staging.host_path(self.spec.binds if self.spec else [], self.container["output_path"], "/")
-        if output_dir is not None and output_dir.is_dir():  # partial output is saved on Cancelled too
-            if any(output_dir.iterdir()):
+        output_dir = self._output_dir()
+        if output_dir is not None:  # partial output is saved on Cancelled too
+            if not self.upload_announced and self._has_output():
                 self._quietly(self._status, {"activity": "uploading output"})
             try:
                 manifest = keep.capture(output_dir, self.container.get("output_glob") or None)

@@ -117,7 +117,9 @@ class LiveSender:
         return bool(self._pending) and time.monotonic() - last_sent >= BATCH_SECONDS
 
     def _run(self) -> None:
-        last = 0.0
+        # The clock starts now, not at the first line: a container shorter than BATCH_SECONDS
+        # sends its live log once, when it closes, instead of once at its first line and again then.
+        last = time.monotonic()
         while True:
             with self._lock:
                 while not self._due(last):

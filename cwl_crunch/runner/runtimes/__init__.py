@@ -11,6 +11,8 @@ it reads its output, signals it, waits for it.
 
 from __future__ import annotations
 
+import os
+import select
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,3 +86,23 @@ class Runtime(Protocol):
 
     def cleanup(self, spec: ProcessSpec) -> None:
         """Remove what `start` left behind (engine containers); idempotent."""
+
+
+def wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Return when `process` has exited or `timeout` seconds have passed, whichever is first.
+
+    On Linux this waits on a pidfd, so an exit is seen at once; `Popen.wait(timeout)` polls with
+    sleeps growing to 50 ms, which a short container would spend mostly waiting to be noticed.
+    """
+    try:
+        pidfd = os.pidfd_open(process.pid)
+    except (AttributeError, OSError):  # not Linux, an old kernel, or already reaped
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        return
+    try:
+        select.select([pidfd], [], [], timeout)
+    finally:
+        os.close(pidfd)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from ..routing import ServiceRouter, run_service
 
 router = ServiceRouter(prefix="/arvados/v1/events", tags=["events"])
 KEEPALIVE_SECONDS = 15.0
+AUTH_RECHECK_SECONDS = 0.5  # a revoked or finished container's token ends its stream within this (plus a poll)
 
 
 def _since(ctx: Context, since: int | None, last_event_id: str | None) -> int:
@@ -65,6 +67,7 @@ async def _events(request: Request, ctx: Context, principal: Principal, since: i
     waiter = hub.subscribe()
     poll = request.app.state.event_poll_seconds
     idle = 0.0
+    checked = time.monotonic()  # the token was valid when the stream opened
     try:
         yield f": stream open after {since}\n\n"  # where a client without an event yet resumes
         while True:
@@ -73,15 +76,20 @@ async def _events(request: Request, ctx: Context, principal: Principal, since: i
             for event in batch:
                 since = event["id"]
                 yield f"id: {since}\nevent: {event['event_type']}\ndata: {json.dumps(event)}\n\n"
-            if not await run_service(ctx, events.still_authorized, ctx, principal):
-                return  # the token was revoked or expired (e.g. its container finished)
+            wait, elapsed = poll, time.monotonic() - checked
+            if elapsed >= AUTH_RECHECK_SECONDS:  # not on every wake: a busy stream wakes on every commit
+                checked = time.monotonic()
+                if not await run_service(ctx, events.still_authorized, ctx, principal):
+                    return  # the token was revoked or expired (e.g. its container finished)
+            else:
+                wait = min(poll, AUTH_RECHECK_SECONDS - elapsed)  # the check skipped now happens then
             if len(batch) == events.BATCH:
                 continue
             try:
-                await asyncio.wait_for(waiter[1].wait(), timeout=poll)
+                await asyncio.wait_for(waiter[1].wait(), timeout=wait)
                 idle = 0.0
             except TimeoutError:
-                idle += poll
+                idle += wait
                 if idle >= KEEPALIVE_SECONDS:
                     idle = 0.0
                     yield ": keep-alive\n\n"

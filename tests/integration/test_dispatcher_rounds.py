@@ -1,0 +1,105 @@
+"""The dispatcher's rounds against a real service: when it lists the queue, which events wake it.
+
+The backend is a recording stand-in (it starts nothing), so these tests see exactly what a round
+decides; tests/integration/test_execution.py runs real crunch-runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cwl_crunch.client import Client
+from cwl_crunch.dispatch.backends import Capacity
+from cwl_crunch.dispatch.dispatcher import Dispatcher, _changes_the_queue, _worth_a_round
+from tests.support.flows import commit
+
+GiB = 1 << 30
+
+
+class RecordingBackend:
+    name = "recording"
+
+    def __init__(self, vcpus: float) -> None:
+        self.capacity = Capacity(vcpus=vcpus, ram=64 * GiB)
+        self.started: list[str] = []
+
+    def start(self, container: dict[str, Any]) -> None:
+        self.started.append(container["uuid"])
+
+    def alive(self) -> set[str]:
+        return set(self.started)
+
+
+class CountingClient(Client):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue_listings = 0
+
+    def list(self, resource: str, **kwargs: Any):  # type: ignore[no-untyped-def, override]
+        if any(f[0] == "state" and f[2] == "Queued" for f in kwargs.get("filters") or []):
+            self.queue_listings += 1
+        return super().list(resource, **kwargs)
+
+
+def _dispatcher(service: Any, vcpus: float) -> tuple[Dispatcher, RecordingBackend, CountingClient]:
+    api = CountingClient(service.url, service.admin_token)
+    backend = RecordingBackend(vcpus)
+    dispatcher = Dispatcher(api, backend)
+    dispatcher.register()
+    return dispatcher, backend, api
+
+
+def test_a_round_reuses_a_recent_queue_listing_until_new_work_arrives(service):
+    alice = service.client(service.token("alice"))
+    first = [commit(alice, command=["echo", str(i)])["container_uuid"] for i in range(3)]
+    dispatcher, backend, api = _dispatcher(service, vcpus=1)
+
+    dispatcher.tick(now=100.0, queue_max_age=10.0)
+    assert len(backend.started) == 1 and backend.started[0] in first
+    assert api.queue_listings == 1
+
+    backend.started.clear()  # the first container "finished": capacity is free again
+    dispatcher.tick(now=101.0, queue_max_age=10.0)
+    assert api.queue_listings == 1, "a round after a state change alone must not list the queue again"
+    assert len(backend.started) == 1 and backend.started[0] in first
+
+    dispatcher._queue_stale.set()  # what an event announcing new work does
+    newer = commit(alice, command=["echo", "new"], priority=1000)["container_uuid"]
+    backend.started.clear()
+    dispatcher.tick(now=102.0, queue_max_age=10.0)
+    assert api.queue_listings == 2
+    assert backend.started == [newer], "the fresh listing puts the new, higher-priority work first"
+
+    backend.started.clear()
+    dispatcher.tick(now=200.0, queue_max_age=10.0)
+    assert api.queue_listings == 3, "a listing older than queue_max_age is refreshed"
+
+
+def test_a_plain_tick_always_lists_the_queue(service):
+    alice = service.client(service.token("alice"))
+    commit(alice, command=["echo", "a"])
+    dispatcher, _, api = _dispatcher(service, vcpus=0.5)  # nothing fits: the listing is all a round does
+    dispatcher.tick(now=1.0)
+    dispatcher.tick(now=1.1)
+    assert api.queue_listings == 2
+
+
+def _event(event_type: str, old: str | None, new: str | None, changed: list[str] | None = None) -> dict[str, Any]:
+    return {"event_type": event_type, "object_kind": "arvados#container",
+            "properties": {"old_state": old, "new_state": new, "changed": changed or []}}
+
+
+def test_which_container_events_wake_the_dispatcher():
+    new_work = _event("create", None, "Queued")
+    unlocked = _event("update", "Locked", "Queued", ["state"])
+    reprioritised = _event("update", "Queued", "Queued", ["priority"])
+    finished = _event("update", "Running", "Complete", ["state", "exit_code"])
+    started = _event("update", "Locked", "Running", ["state", "started_at"])
+    status = _event("update", "Running", "Running", ["runtime_status"])
+    scheduling = _event("update", "Queued", "Queued", ["scheduling_status"])
+
+    assert all(_changes_the_queue(e) for e in (new_work, unlocked, reprioritised))
+    assert not any(_changes_the_queue(e) for e in (finished, status, scheduling))
+    assert _worth_a_round(finished)
+    assert _worth_a_round(unlocked) and _worth_a_round(reprioritised)
+    assert not any(_worth_a_round(e) for e in (started, status, scheduling))

@@ -22,6 +22,7 @@ from .job import CrunchTool
 from .keepfs import CollectionFsAccess, Keep
 from .report import Reporter, terminal_publisher
 from .request import OUTPUT_PATH
+from .schemas import share_core_types
 
 DEFAULT_PRIORITY = 500
 
@@ -95,6 +96,7 @@ def run_local(args: argparse.Namespace, api: Client, keep: Keep) -> int:
 
 
 def _make_tool(toolpath_object: dict[str, Any], loading_context: LoadingContext, children: Children) -> Any:
+    share_core_types()
     if toolpath_object.get("class") == "CommandLineTool":
         return CrunchTool(toolpath_object, loading_context, children)
     return default_make_tool(toolpath_object, loading_context)

@@ -36,6 +36,7 @@ from .executor import check_supported
 from .keepfs import SCHEME, Keep, location
 from .relocate import OUTPUT_OBJECT, relocate
 from .request import OUTPUT_PATH
+from .schemas import share_core_types
 
 logger = logging.getLogger("cwltool.crunch")
 MOUNT_DIR = "/var/lib/cwl"
@@ -98,6 +99,7 @@ def _prepare(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], 
                                           fetcher_constructor=loading.fetcher_constructor)
     loading, workflowobj, uri = fetch_document(uri, loading)
     loading, uri = resolve_and_validate_document(loading, workflowobj, uri)
+    share_core_types()
     tool = make_tool(uri, loading)
     _check_requirements(tool, args)
     job_order, input_basedir, jobloader = load_job_order(args, sys.stdin, loading.fetcher_constructor,

@@ -187,8 +187,7 @@ class Dispatcher:
             if error.status == 422:  # another dispatcher won, or it changed meanwhile
                 return False
             raise
-        self._published.pop(uuid, None)
-        self._quietly("PUT", f"/containers/{uuid}/scheduling_status", {"scheduling_status": "Preparing runtime environment."})
+        self._published.pop(uuid, None)  # the lock itself set "Preparing runtime environment."
         try:
             self.backend.start(locked)
         except OSError as error:

@@ -144,6 +144,9 @@ def _apply(tx: Repository, ctx: Context, container: Row, new: ContainerState, pa
     return updated
 
 
+LOCKED_STATUS = "Preparing runtime environment."
+
+
 def lock(ctx: Context, principal: Principal, uuid: str, dispatcher_uuid: str | None = None) -> dict[str, Any]:
     if not principal.is_admin:
         raise Forbidden("only admin (dispatcher) tokens may lock containers")
@@ -185,6 +188,9 @@ def _lock(tx: Repository, ctx: Context, principal: Principal, container: Row, di
         "dispatcher_uuid": dispatcher_uuid,
         "lock_count": container["lock_count"] + 1,
         "auth": secret,
+        # What every dispatcher would publish next (SPEC §6), in the same write: one call and one
+        # event fewer per container. A dispatcher with more to say (a Slurm queue) says it after.
+        "scheduling_status": LOCKED_STATUS,
     }
     return tx.update_container(container, changes, now)
 

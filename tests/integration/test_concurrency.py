@@ -147,6 +147,16 @@ def test_lock_count_increments_across_lock_unlock_cycles(service):
     assert dispatcher.get(f"/containers/{uuid}").json()["lock_count"] == 4
 
 
+def test_locking_says_the_runtime_is_being_prepared_and_unlocking_forgets_it(service):
+    dispatcher = service.client(service.token("dispatch-a", admin=True))
+    uuid = queued_container(service.client(service.token("alice")))
+    locked = dispatcher.post(f"/containers/{uuid}/lock")
+    assert locked.status_code == 200, locked.text
+    assert locked.json()["scheduling_status"] == "Preparing runtime environment."
+    unlocked = dispatcher.post(f"/containers/{uuid}/unlock").json()
+    assert (unlocked["state"], unlocked["scheduling_status"]) == ("Queued", "")
+
+
 def test_unlock_by_another_dispatcher_is_refused(service):
     tokens = dispatcher_tokens(service)
     first, second = (service.client(token) for token in tokens.values())

@@ -160,9 +160,13 @@ def select(tests: list[dict], args: argparse.Namespace) -> list[dict]:
 
 
 def write_test_file(tests: list[dict], path: Path) -> None:
-    """Write a selection as a cwltest test file (JSON is YAML; tool and job URIs are absolute)."""
+    """Write a selection as a cwltest test file (JSON is YAML; tool and job URIs are absolute).
+
+    Not ASCII-escaped: a YAML parser reads the JSON escape of a character outside the BMP (a
+    surrogate pair, e.g. the emoji in `inputBinding_position_expr`) as two lone surrogates, and
+    the expected output would then never match."""
     keep = [{k: v for k, v in t.items() if k != "short_id"} for t in tests]
-    path.write_text(json.dumps(keep, indent=1) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(keep, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def run_cwltest(cmd: list[str], cwd: Path, env: dict, log: Path, quiet: bool) -> int:

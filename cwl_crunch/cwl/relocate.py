@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from cwltool.mutation import MutationManager
 from cwltool.process import compute_checksums
 from cwltool.utils import adjustDirObjs, get_listing, visit_class
 from schema_salad.ref_resolver import file_uri, uri_file_path
@@ -32,7 +33,11 @@ def relocate(output: dict[str, Any], outdir: str, keep: Keep) -> dict[str, Any]:
 
 
 def write_output_object(output: dict[str, Any], outdir: str) -> None:
-    """Inside a runner container: the output object with its `keep:` locations, nothing copied."""
+    """Inside a runner container: the output object with its `keep:` locations, nothing copied.
+
+    Without cwltool's bookkeeping of InitialWorkDir file generations, which cwltool's main removes
+    only after the executor returns, too late for this file."""
+    visit_class(output, ("File",), MutationManager().unset_generation)
     Path(outdir).mkdir(parents=True, exist_ok=True)
     (Path(outdir) / OUTPUT_OBJECT).write_text(json.dumps(output, indent=2))
 

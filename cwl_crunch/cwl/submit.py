@@ -34,6 +34,7 @@ from ..client import Client
 from ..follow import EventFollower
 from .executor import check_supported
 from .keepfs import SCHEME, Keep, location
+from .packing import restore_lost_outputs
 from .relocate import OUTPUT_OBJECT, relocate
 from .request import OUTPUT_PATH
 from .schemas import share_core_types
@@ -106,7 +107,7 @@ def _prepare(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], 
                                                          loading.overrides_list, tool_file_uri)
     job_order = init_job_order(job_order, args, tool, jobloader, sys.stdout, make_fs_access=StdFsAccess,
                                input_basedir=input_basedir)
-    packed = json.loads(print_pack(loading, uri))
+    packed = restore_lost_outputs(json.loads(print_pack(loading, uri)), tool)
     return packed, dict(job_order), tool.tool.get("class") == "CommandLineTool"
 
 

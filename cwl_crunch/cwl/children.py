@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("cwltool.crunch")
 REQUEST_KIND = "arvados#containerRequest"
 CONTAINER_KIND = "arvados#container"
+CREATED_MEMORY = 10_000  # container creations remembered until their request is submitted
 
 
 class Children:
@@ -36,6 +37,8 @@ class Children:
         self.names: dict[str, str] = {}
         self._container_of: dict[str, str] = {}  # container → request
         self._current: dict[str, str] = {}  # request → its latest container
+        self._created: set[str] = set()  # containers whose "create" event has been seen
+        self._finishing: set[str] = set()  # requests whose _finish has started
         self._final_early: set[str] = set()
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="finish")
@@ -106,21 +109,32 @@ class Children:
                 self._pool.submit(self._finish, uuid)
         elif kind == CONTAINER_KIND and properties.get("new_state"):
             with self._lock:
+                if event.get("event_type") == "create":
+                    if len(self._created) > CREATED_MEMORY:  # others' containers too, with a user token
+                        self._created.clear()  # forgetting costs a GET per child, not correctness
+                    self._created.add(uuid)  # new, so Queued: no refresh needed to learn its state
                 request_uuid = self._container_of.get(uuid)
             if request_uuid is not None and self.progress.update(request_uuid, child_state(properties["new_state"])):
                 self.reporter.changed()
 
     def _refresh(self, uuid: str, container_uuid: str) -> None:
         """A reused container may be Running already: no event will say so."""
+        with self._lock:
+            if container_uuid in self._created:  # its creation was seen: it is new, not reused
+                self._created.discard(container_uuid)
+                return
         state = self.api.get("containers", container_uuid).get("state")
         if state == "Running" and self.progress.update(uuid, ChildState.RUNNING):
             self.reporter.changed()
 
     def _finish(self, uuid: str) -> None:
+        # Claimed once: a request reused whole is Final when created, and its Final event may be
+        # seen after submit() has already scheduled this; finishing a job twice fails the step.
         with self._lock:
             job = self.jobs.get(uuid)
-        if job is None:
-            return
+            if job is None or uuid in self._finishing:
+                return
+            self._finishing.add(uuid)
         try:
             with self._lock:
                 container_uuid = self._current.get(uuid)
@@ -141,6 +155,7 @@ class Children:
         finally:
             with self._lock:
                 self.jobs.pop(uuid, None)
+                self._finishing.discard(uuid)
             self.reporter.changed()
 
     def _failed(self, job: CrunchJob, request: dict[str, Any], container: dict[str, Any], reason: str = "") -> None:

@@ -40,9 +40,10 @@ from .runtimes import (
     wait_for_exit,
 )
 from .runtimes.docker import DockerRuntime
-from .runtimes.local import LocalRuntime, memory_usage
+from .runtimes.local import LocalRuntime, group_members, memory_usage
 
 LOG_FILES = ("crunch-run.txt", "stdout.txt", "stderr.txt", "crunchstat.txt")
+ACTIVITY_DELAY_SECONDS = 0.5  # a step taking longer than this is shown in runtime_status.activity
 
 
 @dataclass
@@ -165,13 +166,20 @@ class CrunchRun:
 
     def _stage(self) -> tuple[list[Bind], dict[str, Path]]:
         mounts = {**(self.container.get("mounts") or {}), **(self.secret_mounts or {})}
-        if any(m.get("kind") == "collection" for m in mounts.values()):  # the only slow kind
-            self._status({"activity": "staging inputs"})
+        # Collections are the only kind that can be slow to stage (blobs fetched from elsewhere);
+        # the activity is shown once staging has taken a noticeable time, not for every container.
+        announce = threading.Timer(ACTIVITY_DELAY_SECONDS, self._quietly, (self._status, {"activity": "staging inputs"}))
+        if any(m.get("kind") == "collection" for m in mounts.values()):
+            announce.start()
         try:
             return staging.stage_mounts(self._keep(), mounts, self.container["output_path"], self.workdir / "mounts",
                                         self.say)
         except staging.StagingError as error:
             raise Failure(str(error), cause="setup") from error
+        finally:
+            announce.cancel()
+            if announce.is_alive():
+                announce.join()  # a status being sent must not land after Running
 
     def _prepare(self, binds: list[Bind], streams: dict[str, Path]) -> tuple[Runtime, ProcessSpec]:
         image = self.container.get("container_image") or ""
@@ -339,14 +347,16 @@ class CrunchRun:
 
     def _crunchstat(self, stop: threading.Event) -> None:
         assert self.process is not None and self.spec is not None
-        memory = (lambda: memory_usage(self.spec)) if isinstance(self.runtime, LocalRuntime) else (lambda: None)
+        local = isinstance(self.runtime, LocalRuntime)
+        memory = (lambda: memory_usage(self.spec)) if local else (lambda: None)
+        members = (lambda: group_members(self.spec)) if local else (lambda: None)
 
         def warn(text: str) -> None:
             self.say(text)
             self._quietly(self._status, {"warning": text})
 
         log, interval = self.logs["crunchstat.txt"], self.options.crunchstat_seconds
-        crunchstat.record(self.process.pid, memory, log, warn, interval, stop)
+        crunchstat.record(self.process.pid, memory, log, warn, interval, stop, members)
 
     def _stop(self, why: str) -> None:
         """SIGTERM to the process group, SIGKILL after the grace period."""

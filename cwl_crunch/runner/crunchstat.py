@@ -26,12 +26,17 @@ def host_ram() -> int:
         return 0
 
 
-def usage(pid: int) -> str:
-    """CPU seconds and resident memory of the process group led by `pid` (crunchstat line)."""
+def usage(pid: int, members: Callable[[], list[int] | None] = lambda: None) -> str:
+    """CPU seconds and resident memory of the process group led by `pid` (crunchstat line).
+
+    `members`: the pids that may belong to it (e.g. its cgroup's), when known; else every process
+    on the host is looked at, which costs milliseconds per line on a busy host."""
     ticks = os.sysconf("SC_CLK_TCK")
     user = system = rss = 0
     count = 0
-    for entry in Path("/proc").iterdir():
+    known = members()
+    candidates = [Path("/proc") / str(p) for p in known] if known is not None else Path("/proc").iterdir()
+    for entry in candidates:
         if not entry.name.isdigit():
             continue
         try:
@@ -48,14 +53,15 @@ def usage(pid: int) -> str:
 
 
 def record(pid: int, memory: Callable[[], tuple[int, int] | None], log: LogFile, warn: Callable[[str], None],
-           interval: float, stop: threading.Event) -> None:
+           interval: float, stop: threading.Event,
+           members: Callable[[], list[int] | None] = lambda: None) -> None:
     """A line of resource use every `interval` until `stop`; `warn` once when memory nears its limit.
 
-    `memory`: (bytes used, limit) of the container's memory cgroup, when it has one.
+    `memory`: (bytes used, limit) of the container's memory cgroup, when it has one; `members`: see `usage`.
     """
     warned = False
     while True:
-        line = usage(pid)
+        line = usage(pid, members)
         current = memory()
         if current is not None:
             used, limit = current

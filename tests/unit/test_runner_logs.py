@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import threading
 import time
 from pathlib import Path
 
-from cwl_crunch.runner import logs
+from cwl_crunch.runner import crunchstat, logs
 from cwl_crunch.runner.logs import CONTINUED, LiveSender, LogFile, Throttle, split_line, timestamp
 
 STAMP = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
@@ -95,3 +96,15 @@ def test_live_sender_batches_at_most_once_per_second() -> None:
     gaps = [b - a for (a, _), (b, _) in zip(sent, sent[1:])]
     assert all(gap >= 0.9 for gap in gaps[:-1]), gaps  # the last one is the flush on close
     assert not done.is_set()
+
+
+def test_crunchstat_counts_the_process_group_from_a_member_list_or_the_whole_host() -> None:
+    process = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        assert crunchstat.usage(process.pid).endswith("processes 1")  # every /proc entry looked at
+        assert crunchstat.usage(process.pid, lambda: [process.pid]).endswith("processes 1")
+        assert crunchstat.usage(process.pid, lambda: []).endswith("processes 0")  # only the listed pids count
+        assert crunchstat.usage(process.pid, lambda: None).endswith("processes 1")  # unknown: the whole host
+    finally:
+        process.kill()
+        process.wait()

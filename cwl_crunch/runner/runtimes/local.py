@@ -199,6 +199,14 @@ def _sweep_stale_cgroups(parents: list[Path]) -> None:
                 pass
 
 
+def group_members(spec: ProcessSpec) -> list[int] | None:
+    """The pids in the container's memory cgroup, if it has one."""
+    try:
+        return [int(line) for line in (_cgroup_paths(spec)[0] / "cgroup.procs").read_text().split()]
+    except (OSError, ValueError):
+        return None
+
+
 def memory_usage(spec: ProcessSpec) -> tuple[int, int] | None:
     """(bytes in use, limit) of the container's memory cgroup, if it has one."""
     group = _cgroup_paths(spec)[0]

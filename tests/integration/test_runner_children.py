@@ -1,0 +1,53 @@
+"""The runner's bookkeeping of its child requests (cwl_crunch.cwl.children) against a real service."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from cwl_crunch.client import Client
+from cwl_crunch.cwl.children import Children
+from cwl_crunch.cwl.keepfs import Keep
+from cwl_crunch.cwl.report import Reporter
+from cwl_crunch.domain.progress import Progress
+from tests.support.flows import commit, complete
+from tests.support.service import request_body
+
+
+class SlowJob:
+    """Stands in for a CrunchJob: counts how often it is finished, and finishing takes a while."""
+
+    name = "slow"
+
+    def __init__(self) -> None:
+        self.finished = 0
+        self.done = threading.Event()
+
+    def outcome(self, container: dict[str, Any]) -> str:
+        return "success"
+
+    def finish(self, container: dict[str, Any]) -> str:
+        self.finished += 1
+        time.sleep(0.5)  # long enough for the request's own Final event to arrive meanwhile
+        self.done.set()
+        return "success"
+
+
+def test_a_child_reused_whole_is_finished_exactly_once(service):
+    token = service.token("alice")
+    alice, admin = service.client(token), service.admin()
+    complete(admin, commit(alice, command=["echo", "reused"])["container_uuid"])
+
+    api = Client(service.url, token)
+    children = Children(api, Keep(api), Reporter(Progress(), lambda status: None))
+    children.start()
+    try:
+        job = SlowJob()
+        children.submit(job, request_body(command=["echo", "reused"]))  # Final at once: the container is reused
+        assert job.done.wait(10)
+        time.sleep(1.0)  # any second finish would have started by now
+        assert job.finished == 1
+        assert not children.pending()
+    finally:
+        children.close()

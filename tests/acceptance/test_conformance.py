@@ -35,7 +35,8 @@ def test_the_conformance_suite_passes_at_least_the_baseline(tmp_path: Path) -> N
                "--timeout", "300", "--output", str(tmp_path / "results"),
                "--baseline", str(ROOT / "conformance" / "baseline.json"), "-q"]
     try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=40 * 60)  # about 9 min on a 2-core machine
+        # About 9 minutes on a 2-core machine.
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=40 * 60)
     finally:
         subprocess.run([sys.executable, "-m", "cwl_crunch.cli.main", "local-service", "stop", "--data-dir", str(data_dir)],
                        capture_output=True, timeout=60)

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 GiB = 1 << 30
 # What a round needs to know of a queued container (not its mounts, environment, ...).
 REPUBLISH_SECONDS = 5.0
+REPUBLISH_PER_SECOND = 10.0  # queue-position updates a long queue gets, all containers together
+QUEUE_STATUS_DELAY = 1.0  # a container is told why it waits once it has waited this long
 QUEUE_FIELDS = ("uuid", "priority", "runtime_constraints", "scheduling_parameters", "lock_count")
 
 
@@ -52,6 +54,7 @@ class Dispatcher:
         self.uuid: str | None = None
         self._last_ping = 0.0
         self._published: dict[str, tuple[str, float]] = {}  # scheduling status last sent, and when
+        self._waiting_since: dict[str, float] = {}  # first round that found a container waiting
         # The queue as last listed, reused by rounds that only follow a state change (capacity
         # freed) while no new work has arrived; listed again at least every round `interval`.
         self._queue: list[dict[str, Any]] | None = None
@@ -130,7 +133,11 @@ class Dispatcher:
             self._queue = list(self.api.list("containers", filters=[["state", "=", "Queued"], ["priority", ">", 0]],
                                              order="priority desc", select=list(QUEUE_FIELDS)))
             self._queue_listed = now
-        self._dispatch(usage, self._queue)
+            listed = {c["uuid"] for c in self._queue}
+            for table in (self._published, self._waiting_since):  # forget what left the queue otherwise
+                for uuid in [u for u in table if u not in listed]:
+                    del table[uuid]
+        self._dispatch(usage, self._queue, now)
 
     def _reconcile(self) -> Usage:
         """What our live crunch-runs use; Locked containers without one go back to the queue."""
@@ -150,7 +157,7 @@ class Dispatcher:
             # Running without crunch-run: the API's heartbeat rule settles it (SPEC §3.3).
         return usage
 
-    def _dispatch(self, usage: Usage, queue: list[dict[str, Any]]) -> None:
+    def _dispatch(self, usage: Usage, queue: list[dict[str, Any]], now: float) -> None:
         capacity = self.backend.capacity
         position = 0
         for container in list(queue):
@@ -177,7 +184,7 @@ class Dispatcher:
                 why = f"All {capacity.ram / GiB:g} GiB of RAM are in use."
             else:
                 why = f"All {capacity.vcpus:g} vCPUs are in use."
-            self._publish(uuid, f"Waiting in queue at position {position}. {why}")
+            self._publish(uuid, f"Waiting in queue at position {position}. {why}", len(queue), now)
 
     def _lock_and_start(self, container: dict[str, Any]) -> bool:
         uuid = container["uuid"]
@@ -188,6 +195,7 @@ class Dispatcher:
                 return False
             raise
         self._published.pop(uuid, None)  # the lock itself set "Preparing runtime environment."
+        self._waiting_since.pop(uuid, None)
         try:
             self.backend.start(locked)
         except OSError as error:
@@ -207,12 +215,19 @@ class Dispatcher:
         self._quietly("PUT", f"/containers/{uuid}", {"state": "Cancelled",
                                                      "runtime_status": {"error": error, "cause": "unsatisfiable"}})
 
-    def _publish(self, uuid: str, text: str) -> None:
-        """Send a container's scheduling status when it changes; a new queue position alone at most
-        every REPUBLISH_SECONDS (each start moves every waiting container up one)."""
+    def _publish(self, uuid: str, text: str, waiting: int, now: float) -> None:
+        """Send a container's scheduling status when it changes, once it has waited QUEUE_STATUS_DELAY
+        (most work starts sooner, and needs no explanation). A new queue position alone is sent at
+        most every REPUBLISH_SECONDS, and less often in a long queue: each start moves every waiting
+        container up one, and a status update per waiting container per start would be most of
+        what the API does for a large scatter."""
         last = self._published.get(uuid)
-        now = time.monotonic()
-        if last is not None and (last[0] == text or (_kind(last[0]) == _kind(text) and now - last[1] < REPUBLISH_SECONDS)):
+        if last is None:
+            if now - self._waiting_since.setdefault(uuid, now) < QUEUE_STATUS_DELAY:
+                return
+        elif last[0] == text:
+            return
+        elif _kind(last[0]) == _kind(text) and now - last[1] < max(REPUBLISH_SECONDS, waiting / REPUBLISH_PER_SECOND):
             return
         self._quietly("PUT", f"/containers/{uuid}/scheduling_status", {"scheduling_status": text})
         self._published[uuid] = (text, now)

@@ -84,6 +84,34 @@ def test_a_plain_tick_always_lists_the_queue(service):
     assert api.queue_listings == 2
 
 
+def _scheduling_status(service: Any, uuid: str) -> str:
+    return service.admin().get(f"/containers/{uuid}").json()["scheduling_status"]
+
+
+def test_waiting_work_is_told_why_once_it_has_waited_a_second_and_a_long_queue_is_updated_rarely(service):
+    alice = service.client(service.token("alice"))
+    queued = [commit(alice, command=["echo", str(i)])["container_uuid"] for i in range(3)]
+    dispatcher, backend, _ = _dispatcher(service, vcpus=1)
+
+    dispatcher.tick(now=10.0)  # one starts and keeps the only vCPU; two wait
+    waiting = [u for u in queued if u not in backend.started]
+    assert len(waiting) == 2
+    assert [_scheduling_status(service, u) for u in waiting] == ["", ""], "no status before a second of waiting"
+    dispatcher.tick(now=11.0)
+    statuses = sorted(_scheduling_status(service, u) for u in waiting)
+    assert statuses == [f"Waiting in queue at position {n}. All 1 vCPUs are in use." for n in (1, 2)]
+
+    # A more urgent container moves the others down a place; positions alone are republished only
+    # after REPUBLISH_SECONDS (the queue is short), so nothing changes at 12 s and both at 16.5 s.
+    dispatcher._queue_stale.set()
+    commit(alice, command=["echo", "urgent"], priority=1000)
+    dispatcher.tick(now=12.0)
+    assert sorted(_scheduling_status(service, u) for u in waiting) == statuses
+    dispatcher.tick(now=16.5)
+    assert sorted(_scheduling_status(service, u)[:31] for u in waiting) == [
+        f"Waiting in queue at position {n}." for n in (2, 3)]
+
+
 def _event(event_type: str, old: str | None, new: str | None, changed: list[str] | None = None) -> dict[str, Any]:
     return {"event_type": event_type, "object_kind": "arvados#container",
             "properties": {"old_state": old, "new_state": new, "changed": changed or []}}

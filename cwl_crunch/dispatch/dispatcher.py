@@ -24,10 +24,10 @@ from .backends import Backend, Capacity
 CONTAINER_KIND = "arvados#container"
 log = logging.getLogger(__name__)
 GiB = 1 << 30
-# What a round needs to know of a queued container (not its mounts, environment, ...).
-REPUBLISH_SECONDS = 5.0
+REPUBLISH_SECONDS = 5.0  # a container's new queue position alone is sent at most this often
 REPUBLISH_PER_SECOND = 10.0  # queue-position updates a long queue gets, all containers together
 QUEUE_STATUS_DELAY = 1.0  # a container is told why it waits once it has waited this long
+# What a round needs to know of a queued container (not its mounts, environment, ...).
 QUEUE_FIELDS = ("uuid", "priority", "runtime_constraints", "scheduling_parameters", "lock_count")
 
 

@@ -290,7 +290,7 @@ class CrunchRun:
         finished = self.outcome.state is None and exit_code is not None  # Complete once the output is saved
         output_dir = self._output_dir()
         if output_dir is not None:  # partial output is saved on Cancelled too
-            if not self.upload_announced and self._has_output():
+            if not self.upload_announced and any(output_dir.iterdir()):
                 self._quietly(self._status, {"activity": "uploading output"})
             try:
                 manifest = keep.capture(output_dir, self.container.get("output_glob") or None)

@@ -26,7 +26,8 @@ from typing import Any
 from .. import __version__
 from ..client import ApiError, Client
 from ..domain.validation import PDH_RE
-from . import crunchstat, staging
+from . import crunchstat, staging, watch
+from .outcome import Failure, Outcome
 from .keep import Keep
 from .logs import LiveSender, LogFile, Throttle
 from .runtimes import (
@@ -56,31 +57,6 @@ class Options:
     crunchstat_seconds: float = 10.0
     hidden: tuple[Path, ...] = ()  # host paths the container must not see (data dir, tokens)
     engine: str | None = None  # docker-compatible CLI for non-empty container_image
-
-
-class Failure(Exception):
-    """A step failed: the container ends `state` with `cause` and `error` (Queued = unlock)."""
-
-    def __init__(self, error: str, cause: str = "infrastructure", state: str = "Cancelled") -> None:
-        super().__init__(error)
-        self.error, self.cause, self.state = error, cause, state
-
-
-class Outcome:
-    """The final state, decided once; later decisions are ignored."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.state: str | None = None
-        self.cause: str | None = None
-        self.error: str | None = None
-
-    def decide(self, state: str, cause: str | None = None, error: str | None = None) -> bool:
-        with self._lock:
-            if self.state is not None:
-                return False
-            self.state, self.cause, self.error = state, cause, error
-            return True
 
 
 class CrunchRun:
@@ -330,20 +306,15 @@ class CrunchRun:
     # -- while running -------------------------------------------------------------------
 
     def _heartbeat(self, stop: threading.Event) -> None:
-        while not stop.wait(self.options.heartbeat_seconds or 5.0):
-            self._quietly(self.api.request, "POST", f"/containers/{self.uuid}/heartbeat")
+        watch.send_heartbeats(self.api, self.uuid, self.options.heartbeat_seconds or 5.0, stop,
+                              lambda error: print(f"crunch-run {self.uuid}: {error}", file=sys.stderr))
 
     def _watch(self, stop: threading.Event) -> None:
-        """Cancel when the container's priority drops to 0 or someone cancelled it."""
-        while not stop.wait(self.options.watch_seconds):
-            try:
-                current = self.api.get("containers", self.uuid)
-            except (ApiError, OSError):
-                continue
-            if current["priority"] == 0 or current["state"] == "Cancelled":
-                self.cancel_cause = "user"
-                self.cancel_requested.set()
-                return
+        watch.wait_for_cancel(self.api, self.uuid, self.options.watch_seconds, stop, self._cancelled_by_user)
+
+    def _cancelled_by_user(self) -> None:
+        self.cancel_cause = "user"
+        self.cancel_requested.set()
 
     def _crunchstat(self, stop: threading.Event) -> None:
         assert self.process is not None and self.spec is not None

@@ -1,0 +1,32 @@
+"""What crunch-run does beside the running process: heartbeats, and noticing a cancellation."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from ..client import ApiError, Client
+
+
+def send_heartbeats(api: Client, uuid: str, seconds: float, stop: threading.Event,
+                    on_error: Callable[[Exception], None]) -> None:
+    """A heartbeat every `seconds` until `stop` (SPEC §7 step 5); failures are reported, not fatal."""
+    while not stop.wait(seconds):
+        try:
+            api.request("POST", f"/containers/{uuid}/heartbeat")
+        except (ApiError, OSError) as error:
+            on_error(error)
+
+
+def wait_for_cancel(api: Client, uuid: str, seconds: float, stop: threading.Event,
+                    on_cancel: Callable[[], None]) -> None:
+    """Call `on_cancel` once the container's priority drops to 0 or it is Cancelled; checked every
+    `seconds` until `stop`. A failed check is retried at the next one."""
+    while not stop.wait(seconds):
+        try:
+            current = api.get("containers", uuid)
+        except (ApiError, OSError):
+            continue
+        if current["priority"] == 0 or current["state"] == "Cancelled":
+            on_cancel()
+            return

@@ -24,77 +24,30 @@ import json
 import os
 import platform
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from cwl_report import (
+    RUNNER_LABELS,
+    WORKFLOWS,
+    Run,
+    overheads,
+    print_report,
+    ratios,
+    summarize,
+)
+from proctree import execute
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BENCH_DIR = ROOT.parent / "shared" / "bench"
 DEFAULT_PEERS_DIR = ROOT / "bench" / ".peers"
-PAGE = os.sysconf("SC_PAGE_SIZE")
-POLL_S = 0.1
 
-# workflow -> (CWL file, input file, tool jobs, {output id: md5}), from the README's md5 table.
-# scatter-1 and chain-1 are not in the table: their md5s follow the same rule as scatter-N
-# ("0".."N-1", one per line) and chain-50 (seed line + "step 1".."step N"), which reproduces the
-# table's md5s for N = 10, 100, 500 and 50.
-WORKFLOWS = {
-    "scatter-1": ("scatter-N.cwl", "inputs/scatter-1.yml", 2,
-                  {"gathered": "897316929176464ebc9ad085f31e7284"}),
-    "scatter-100": ("scatter-N.cwl", "inputs/scatter-100.yml", 101,
-                    {"gathered": "9a10f4f09341c2db76a16b44f841c551"}),
-    "scatter-500": ("scatter-N.cwl", "inputs/scatter-500.yml", 501,
-                    {"gathered": "96d9f3cd2c28748e81d86852ab2e1636"}),
-    "chain-1": ("chain-1.cwl", "inputs/chain.yml", 1, {"result": "a468a361ac4c07f5b2aeaf61fddff27c"}),
-    "chain-50": ("chain-50.cwl", "inputs/chain.yml", 50, {"result": "c6b68a9bd207bc23f419e850035bacae"}),
-    "wordcount": ("wordcount.cwl", "inputs/wordcount.yml", 22,
-                  {"top_words": "5cea112e53103a4cf8426fe44e332f41",
-                   "all_counts": "7f92f9be9a4bdc1e08cd6cd42cd4857a",
-                   "chunk_wc": "c36ecabc1bd3996685ec2bae577b9cfc"}),
-}
-# per-step overhead: (workflow, its one-step baseline)
-OVERHEAD_PAIRS = [("scatter-100", "scatter-1"), ("scatter-500", "scatter-1"),
-                  ("chain-50", "chain-1"), ("wordcount", "chain-1")]
-RUNNER_LABELS = {
-    "crunch": "cwl-crunch",
-    "crunch-reuse": "cwl-crunch reuse-run",
-    "cwltool-parallel": "cwltool --parallel",
-    "cwltool": "cwltool",
-    "cwltool-cache": "cwltool --cachedir 2nd",
-    "toil": "toil-cwl-runner",
-}
-# (label, numerator runner, denominator runner, workflow): the ratios the project tracks
-RATIOS = [
-    ("cwl-crunch / cwltool --parallel, scatter-500", "crunch", "cwltool-parallel", "scatter-500"),
-    ("toil / cwl-crunch, scatter-500", "toil", "crunch", "scatter-500"),
-    ("cwl-crunch / cwltool, chain-50", "crunch", "cwltool", "chain-50"),
-    ("cwl-crunch reuse-run / cwltool --cachedir 2nd run, scatter-500", "crunch-reuse", "cwltool-cache", "scatter-500"),
-]
 PEER_PACKAGES = {"cwltool": ["cwltool"], "toil": ["toil[cwl]"]}
-
-
-@dataclass
-class Run:
-    """One timed run (or its failure) of one runner on one workflow."""
-
-    workflow: str
-    runner: str
-    rep: int
-    status: str = "ok"  # ok | failed | timeout | wrong-output | missing
-    wall_s: float | None = None
-    peak_mib: float | None = None
-    peak_procs: int | None = None
-    detail: str = ""
-    prime_wall_s: float | None = None
-    outputs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -173,126 +126,7 @@ def run_env(runner: Runner, rundir: Path, state: Path) -> dict[str, str]:
     return env
 
 
-# ---------------------------------------------------------------- process tree polling
-
-
-def _proc_table() -> dict[int, tuple[int, int]]:
-    """Map every live (not zombie) pid to (parent pid, session id), read from /proc."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-            fields = stat[stat.rindex(")") + 2:].split()
-            if fields[0] != "Z":
-                table[int(entry)] = (int(fields[1]), int(fields[3]))
-        except (OSError, ValueError):
-            pass
-    return table
-
-
-def tree_pids(root: int) -> list[int]:
-    """Pids of root's descendants and of everything left in its session (it leads one)."""
-    table = _proc_table()
-    kids: dict[int, list[int]] = {}
-    for pid, (ppid, _) in table.items():
-        kids.setdefault(ppid, []).append(pid)
-    found, stack = set(), [root]
-    while stack:
-        pid = stack.pop()
-        if pid not in found:
-            found.add(pid)
-            stack.extend(kids.get(pid, []))
-    found.update(pid for pid, (_, sid) in table.items() if sid == root)
-    return [pid for pid in found if pid in table]
-
-
-def tree_rss(root: int) -> tuple[int, int]:
-    """Summed resident set size in bytes and process count of root's tree."""
-    total, count = 0, 0
-    for pid in tree_pids(root):
-        try:
-            with open(f"/proc/{pid}/statm") as f:
-                total += int(f.read().split()[1]) * PAGE
-            count += 1
-        except (OSError, ValueError, IndexError):
-            pass
-    return total, count
-
-
-class Poller(threading.Thread):
-    """Poll a process tree's summed RSS every POLL_S until stopped; keep the peaks."""
-
-    def __init__(self, pid: int) -> None:
-        """Prepare to poll the tree of pid (started by start())."""
-        super().__init__(daemon=True)
-        self.pid, self.peak, self.peak_procs = pid, 0, 0
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        """Sample until stop() is called."""
-        while not self.stopped.is_set():
-            rss, count = tree_rss(self.pid)
-            self.peak, self.peak_procs = max(self.peak, rss), max(self.peak_procs, count)
-            self.stopped.wait(POLL_S)
-
-    def stop(self) -> None:
-        """Stop sampling and wait for the thread."""
-        self.stopped.set()
-        self.join()
-
-
 # ---------------------------------------------------------------- one run
-
-
-def kill_session(pid: int) -> int:
-    """SIGKILL whatever is left in the process group/session that pid leads; return how many."""
-    left = [p for p in tree_pids(pid) if p != pid]
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    for p in left:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    return len(left)
-
-
-def _wait(proc: subprocess.Popen, timeout: float) -> tuple[int | None, bool]:
-    """Wait for proc; on timeout SIGTERM its process group and give it 10 s. (rc, timed out)."""
-    try:
-        return proc.wait(timeout=timeout), False
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            return proc.wait(timeout=10), True
-        except (subprocess.TimeoutExpired, ProcessLookupError):
-            return None, True
-
-
-def execute(cmd: list[str], cwd: Path, env: dict[str, str], logdir: Path, timeout: float) -> dict:
-    """Run cmd in its own session, timed and polled; return wall time, rc, peaks, stragglers."""
-    with open(logdir / "stdout", "wb") as out, open(logdir / "stderr", "wb") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        poller = Poller(proc.pid)
-        poller.start()
-        rc = None
-        try:
-            rc, timed_out = _wait(proc, timeout)
-            wall = time.perf_counter() - t0
-        finally:  # also on Ctrl-C: the runner is in its own session and would not see it
-            poller.stop()
-            stragglers = kill_session(proc.pid)
-            if rc is None:
-                rc = proc.wait()
-    return {"rc": rc, "timed_out": timed_out, "wall_s": wall, "peak": poller.peak,
-            "procs": poller.peak_procs, "stragglers": stragglers}
 
 
 def _file_path(value: object) -> Path | None:
@@ -389,109 +223,6 @@ def _cleanup(run: Run, base: Path, args: argparse.Namespace) -> Run:
 
 
 # ---------------------------------------------------------------- summary
-
-
-def summarize(runs: list[Run]) -> dict[str, dict[str, dict]]:
-    """Per workflow and runner: runs, failures, min and median seconds, peak MiB."""
-    cells: dict[str, dict[str, dict]] = {}
-    for run in runs:
-        cell = cells.setdefault(run.workflow, {}).setdefault(
-            run.runner, {"times": [], "peaks": [], "failures": [], "runs": 0})
-        cell["runs"] += 1
-        if run.status == "ok":
-            cell["times"].append(run.wall_s)
-            cell["peaks"].append(run.peak_mib)
-        else:
-            cell["failures"].append(f"{run.status}: {run.detail}" if run.detail else run.status)
-    for per_runner in cells.values():
-        for cell in per_runner.values():
-            times = cell["times"]
-            cell["min_s"] = min(times) if times else None
-            cell["median_s"] = round(statistics.median(times), 3) if times else None
-            cell["peak_mib"] = max(cell["peaks"]) if cell["peaks"] else None
-    return cells
-
-
-def _median(cells: dict, workflow: str, runner: str) -> float | None:
-    """The median seconds of one cell, None when it has no good run."""
-    return cells.get(workflow, {}).get(runner, {}).get("median_s")
-
-
-def _min(cells: dict, workflow: str, runner: str) -> float | None:
-    """The minimum seconds of one cell, None when it has no good run."""
-    return cells.get(workflow, {}).get(runner, {}).get("min_s")
-
-
-def ratios(cells: dict) -> list[dict]:
-    """The project's ratios (of medians, and of minima), or why one is unavailable."""
-    result = []
-    for label, num, den, workflow in RATIOS:
-        entry = {"ratio": label, "median": None, "min": None}
-        a, b = _median(cells, workflow, num), _median(cells, workflow, den)
-        if a is None or b is None:
-            missing = [RUNNER_LABELS[r] for r, v in ((num, a), (den, b)) if v is None]
-            entry["unavailable"] = "no good run of " + ", ".join(missing)
-        else:
-            entry["median"] = round(a / b, 3)
-            entry["min"] = round(_min(cells, workflow, num) / _min(cells, workflow, den), 3)
-        result.append(entry)
-    return result
-
-
-def overheads(cells: dict, runners: list[str]) -> list[dict]:
-    """Per-step overhead in ms: (T(workflow) - T(1-step baseline)) / (jobs - baseline jobs)."""
-    result = []
-    for workflow, base in OVERHEAD_PAIRS:
-        for runner in runners:
-            t, t0 = _median(cells, workflow, runner), _median(cells, base, runner)
-            if t is None or t0 is None:
-                continue
-            jobs = WORKFLOWS[workflow][2] - WORKFLOWS[base][2]
-            result.append({"workflow": workflow, "baseline": base, "runner": runner,
-                           "ms_per_step": round((t - t0) / jobs * 1000, 1)})
-    return result
-
-
-def _cell_text(cell: dict | None) -> str:
-    """One table cell: min / median s, peak MiB, and failures."""
-    if not cell:
-        return "-"
-    parts = []
-    if cell["times"]:
-        parts.append(f"{cell['min_s']:.2f} / {cell['median_s']:.2f} s, {cell['peak_mib']:.0f} MiB")
-    if cell["failures"]:
-        kinds = sorted({f.split(":")[0] for f in cell["failures"]})
-        parts.append(f"{'/'.join(kinds).upper()} {len(cell['failures'])}/{cell['runs']}")
-    return "; ".join(parts)
-
-
-def print_report(cells: dict, workflows: list[str], runners: list[str], runs: list[Run]) -> None:
-    """Print the Markdown table, the ratios, the per-step overheads and every failure."""
-    print("\n## Results (min / median wall seconds, peak MiB of the process tree)\n")
-    print("| workflow (jobs) | " + " | ".join(RUNNER_LABELS[r] for r in runners) + " |")
-    print("|---" * (len(runners) + 1) + "|")
-    for wf in workflows:
-        row = [_cell_text(cells.get(wf, {}).get(r)) for r in runners]
-        print(f"| {wf} ({WORKFLOWS[wf][2]}) | " + " | ".join(row) + " |")
-    print("\n## Ratios (of medians; of minima in brackets)\n")
-    for entry in ratios(cells):
-        value = entry.get("unavailable") or f"{entry['median']:.2f}x ({entry['min']:.2f}x)"
-        print(f"- {entry['ratio']}: {value}")
-    steps = overheads(cells, runners)
-    if steps:
-        print("\n## Per-step overhead (medians)\n")
-        for s in steps:
-            print(f"- {RUNNER_LABELS[s['runner']]}, {s['workflow']} vs {s['baseline']}: {s['ms_per_step']} ms/step")
-    failures = [r for r in runs if r.status != "ok"]
-    if failures:
-        print("\n## Failures\n")
-        seen = set()
-        for r in failures:
-            key = (r.workflow, r.runner, r.status, r.detail)
-            if r.status == "missing" and key in seen:
-                continue
-            seen.add(key)
-            print(f"- {r.workflow} / {RUNNER_LABELS[r.runner]} / rep {r.rep}: {r.status}: {r.detail}")
 
 
 # ---------------------------------------------------------------- main

@@ -207,12 +207,26 @@ def measure(runner: Runner, workflow: str, rep: int, work: Path, args: argparse.
         prime = attempt(runner, workflow, base / "prime", state, args)
         if prime.status != "ok":
             prime.rep, prime.detail = rep, "priming run: " + prime.detail
+            stop_embedded_service(runner, state)
             return _cleanup(prime, base, args)
     run = attempt(runner, workflow, base / "timed", state, args)
+    stop_embedded_service(runner, state)
     run.rep = rep
     if prime is not None:
         run.prime_wall_s = prime.wall_s
     return _cleanup(run, base, args)
+
+
+def stop_embedded_service(runner: Runner, state: Path) -> None:
+    """Stop the service a cwl-crunch run started in its data directory: it runs detached, in a
+    session of its own, so killing the run's session leaves it running (and removing the
+    directory would orphan it)."""
+    if runner.data_env != "CWL_CRUNCH_DATA_DIR" or not (state / "service.json").exists():
+        return
+    crunchctl = runner.executable.parent / "crunchctl"
+    command = [str(crunchctl)] if crunchctl.exists() else [sys.executable, "-m", "cwl_crunch.cli.main"]
+    subprocess.run([*command, "local-service", "stop", "--data-dir", str(state)],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
 
 
 def _cleanup(run: Run, base: Path, args: argparse.Namespace) -> Run:

@@ -9,6 +9,7 @@ capacity, failing what can never fit (unsatisfiable), and publishing why the res
 from __future__ import annotations
 
 import logging
+import math
 import platform
 import threading
 import time
@@ -57,12 +58,12 @@ class Dispatcher:
         self._waiting_since: dict[str, float] = {}  # first round that found a container waiting
         # The queue as last listed, reused by rounds that only follow a state change (capacity
         # freed) while no new work has arrived; listed again at least every round `interval`.
-        self._queue: list[dict[str, Any]] | None = None
-        self._queue_listed = 0.0
+        self._queue: list[dict[str, Any]] = []
+        self._queue_listed = -math.inf
         self._queue_stale = threading.Event()
         # What our live crunch-runs hold, as of the last reconciliation plus what we started since.
-        self._started: dict[str, dict[str, Any]] | None = None
-        self._reconciled = 0.0
+        self._started: dict[str, dict[str, Any]] = {}
+        self._reconciled = -math.inf
 
     def register(self, remembered: Path | None = None) -> str:
         """Register, or take up again the identity saved in `remembered` (so that after a restart
@@ -119,7 +120,7 @@ class Dispatcher:
         if now - self._last_ping >= self.ping_seconds:
             self.api.request("POST", f"/dispatchers/{self.uuid}/ping")
             self._last_ping = now
-        if self._started is None or now - self._reconciled >= queue_max_age:
+        if now - self._reconciled >= queue_max_age:
             usage = self._reconcile()
             self._reconciled = now
         else:  # between reconciliations: what we started ourselves and is still alive
@@ -128,7 +129,7 @@ class Dispatcher:
             usage = Usage()
             for container in self._started.values():
                 usage.add(container)
-        if self._queue is None or self._queue_stale.is_set() or now - self._queue_listed >= queue_max_age:
+        if self._queue_stale.is_set() or now - self._queue_listed >= queue_max_age:
             self._queue_stale.clear()  # before listing: what arrives meanwhile makes the next round list again
             self._queue = list(self.api.list("containers", filters=[["state", "=", "Queued"], ["priority", ">", 0]],
                                              order="priority desc", select=list(QUEUE_FIELDS)))
@@ -174,8 +175,7 @@ class Dispatcher:
                 queue.remove(container)  # locked now, or by someone else (then it is not ours to list)
                 if self._lock_and_start(container):
                     usage.add(container)
-                    if self._started is not None:
-                        self._started[uuid] = container
+                    self._started[uuid] = container
                 continue
             position += 1
             if _is_supervisor(container):

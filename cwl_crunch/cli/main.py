@@ -14,6 +14,7 @@ from ..domain.uuids import CLUSTER_RE
 
 if TYPE_CHECKING:
     from ..client import Client
+    from ..dispatch.backends import Backend
 
 # Imports stay inside the verbs: `run-container` starts once per container and must not pay
 # for the server's (FastAPI, SQLAlchemy) or anything else it does not use.
@@ -68,10 +69,15 @@ def parser() -> argparse.ArgumentParser:
     dispatch.add_argument("--api", required=True, help="the API server, e.g. http://127.0.0.1:8400")
     dispatch.add_argument("--token", default=os.environ.get("CRUNCH_DISPATCH_TOKEN"),
                           help="an admin token (default: $CRUNCH_DISPATCH_TOKEN)")
-    dispatch.add_argument("--backend", choices=("local",), default="local")
-    dispatch.add_argument("--vcpus", type=float, default=float(os.cpu_count() or 1), help="default: this host's")
-    dispatch.add_argument("--ram", type=int, default=_host_ram(), help="bytes (default: this host's)")
-    dispatch.add_argument("--supervisors", type=int, default=4, help="workflow runners at once (default 4)")
+    dispatch.add_argument("--backend", choices=("local", "slurm"), default="local",
+                          help="local: crunch-run on this host; slurm: one batch job per container")
+    dispatch.add_argument("--vcpus", type=float, default=float(os.cpu_count() or 1), help="local: default this host's")
+    dispatch.add_argument("--ram", type=int, default=_host_ram(), help="local: bytes (default: this host's)")
+    dispatch.add_argument("--supervisors", type=int, default=4, help="local: workflow runners at once (default 4)")
+    dispatch.add_argument("--sbatch-argument", action="append", default=[], metavar="ARG",
+                          help="slurm: an extra sbatch option for every job, e.g. --account=lab (repeatable)")
+    dispatch.add_argument("--crunchctl", default=_this_crunchctl(),
+                          help="slurm: crunchctl as the compute nodes run it (default: %(default)s)")
     dispatch.add_argument("--state-dir", type=Path, default=Path("/var/tmp/crunch-dispatch"),
                           help="pid files and crunch-run logs, for adopting crunch-runs after a restart")
     dispatch.add_argument("--work-root", type=Path, default=Path("/var/tmp/crunch-run"))
@@ -114,6 +120,12 @@ def _env_path(name: str, default: str | None = None) -> Path | None:
 
 def _env_paths(name: str) -> list[Path]:
     return [Path(p) for p in os.environ.get(name, "").split(":") if p]
+
+
+def _this_crunchctl() -> str:
+    """The crunchctl installed beside this Python (a virtualenv's), else the one on PATH."""
+    beside = Path(sys.executable).parent / "crunchctl"
+    return str(beside) if beside.exists() else "crunchctl"
 
 
 def _host_ram() -> int:
@@ -187,26 +199,55 @@ def _run_container(args: argparse.Namespace) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     from ..client import Client
-    from ..dispatch.backends import Capacity
-    from ..dispatch.backends.local import LocalBackend
     from ..dispatch.dispatcher import Dispatcher
-    from ..runner.crunch_run import Options
 
     if not args.token:
         print("crunchctl dispatch: an admin token is needed (--token or $CRUNCH_DISPATCH_TOKEN)", file=sys.stderr)
         return 2
     api = Client(args.api, args.token)
+    environment = {"CRUNCH_API": args.api, "CRUNCH_DISPATCH_TOKEN": args.token}
+    if args.backend == "slurm":
+        backend, summary = _slurm_backend(args, environment)
+    else:
+        backend, summary = _local_backend(args, api, environment)
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    dispatcher = Dispatcher(api, backend)
+    uuid = dispatcher.register(args.state_dir / "dispatcher-uuid")
+    print(f"crunchctl dispatch: {uuid} ({summary})", file=sys.stderr)
+    dispatcher.run(args.interval)
+    return 0
+
+
+def _local_backend(args: argparse.Namespace, api: Client, environment: dict[str, str]) -> tuple[Backend, str]:
+    from ..dispatch.backends import Capacity
+    from ..dispatch.backends.local import LocalBackend
+    from ..runner.crunch_run import Options
+
     heartbeat_timeout = api.request("GET", "/config").get("container_heartbeat_timeout") or 60
     options = Options(work_root=args.work_root, blob_root=args.blob_root, hidden=tuple(args.hide),
                       heartbeat_seconds=min(10.0, max(0.2, heartbeat_timeout / 4)),
                       crunchstat_seconds=args.crunchstat_interval)
-    environment = {"CRUNCH_API": args.api, "CRUNCH_DISPATCH_TOKEN": args.token}
-    backend = LocalBackend(Capacity(args.vcpus, args.ram, args.supervisors), args.state_dir, environment, options)
-    dispatcher = Dispatcher(api, backend)
-    uuid = dispatcher.register(args.state_dir / "dispatcher-uuid")
-    print(f"crunchctl dispatch: {uuid} ({args.vcpus:g} vCPUs, {args.ram} bytes RAM)", file=sys.stderr)
-    dispatcher.run(args.interval)
-    return 0
+    capacity = Capacity(args.vcpus, args.ram, args.supervisors)
+    return LocalBackend(capacity, args.state_dir, environment, options), f"{args.vcpus:g} vCPUs, {args.ram} bytes RAM"
+
+
+def _slurm_backend(args: argparse.Namespace, environment: dict[str, str]) -> tuple[Backend, str]:
+    import shutil
+
+    from ..dispatch.backends.slurm import SlurmBackend
+    from ..dispatch.slurm.commands import SlurmCommands
+
+    missing = [c for c in ("sbatch", "squeue", "scancel", "scontrol") if shutil.which(c) is None]
+    if missing:
+        raise CrunchError(f"the slurm backend needs {', '.join(missing)} on PATH (Debian: slurm-client)")
+    crunch_run = [args.crunchctl, "run-container", "--work-root", str(args.work_root)]
+    if args.blob_root is not None:
+        crunch_run += ["--blob-root", str(args.blob_root)]
+    for hidden in args.hide:
+        crunch_run += ["--hide", str(hidden)]
+    # Jobs inherit sbatch's environment: that is how crunch-run learns the API and its token.
+    slurm = SlurmCommands({**os.environ, **environment})
+    return SlurmBackend(slurm, crunch_run, tuple(args.sbatch_argument)), f"slurm, jobs run {args.crunchctl}"
 
 
 def _local_service(args: argparse.Namespace) -> int:

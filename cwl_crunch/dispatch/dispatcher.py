@@ -2,8 +2,10 @@
 
 A round: ping the API; reconcile the containers this dispatcher holds with the crunch-runs its
 backend has alive (unlock Locked ones whose crunch-run is gone: after a restart, or a crash
-before it started); then walk the queue by priority, locking and starting what fits in the free
-capacity, failing what can never fit (unsatisfiable), and publishing why the rest waits.
+before it started) and let the backend follow them (Slurm: cancel unwanted jobs, renice, say why
+jobs wait); then walk the queue by priority, locking and starting what fits in the free capacity
+(everything, when the backend schedules itself), failing what can never fit (unsatisfiable), and
+publishing why the rest waits.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ..client import ApiError, Client
+from ..domain.states import LOCKED_STATUS
 from ..follow import EventFollower
-from .backends import Backend, Capacity
+from .backends import Backend, BackendUnavailable, Capacity, Tracking, Unsatisfiable
 
 CONTAINER_KIND = "arvados#container"
 log = logging.getLogger(__name__)
@@ -28,6 +31,7 @@ GiB = 1 << 30
 REPUBLISH_SECONDS = 5.0  # a container's new queue position alone is sent at most this often
 REPUBLISH_PER_SECOND = 10.0  # queue-position updates a long queue gets, all containers together
 QUEUE_STATUS_DELAY = 1.0  # a container is told why it waits once it has waited this long
+BACKEND_RETRY_SECONDS = (1.0, 60.0)  # after the backend refused work for now: first and longest pause
 # What a round needs to know of a queued container (not its mounts, environment, ...).
 QUEUE_FIELDS = ("uuid", "priority", "runtime_constraints", "scheduling_parameters", "lock_count")
 
@@ -64,6 +68,13 @@ class Dispatcher:
         # What our live crunch-runs hold, as of the last reconciliation plus what we started since.
         self._started: dict[str, dict[str, Any]] = {}
         self._reconciled = -math.inf
+        # Locked containers waiting in the backend's own queue (Slurm): since when, what was said.
+        self._backend_waiting: dict[str, float] = {}
+        self._backend_status: dict[str, str] = {}
+        # After the backend could not take work: no starts before this time, and why.
+        self._paused_until = -math.inf
+        self._pause = 0.0
+        self._pause_reason = ""
 
     def register(self, remembered: Path | None = None) -> str:
         """Register, or take up again the identity saved in `remembered` (so that after a restart
@@ -73,6 +84,7 @@ class Dispatcher:
             try:
                 self.api.request("POST", f"/dispatchers/{uuid}/ping")
                 self.uuid = uuid
+                self.backend.bind(uuid)
                 return uuid
             except ApiError as error:
                 if error.status != 404:
@@ -82,6 +94,7 @@ class Dispatcher:
         self.uuid = record["uuid"]
         if remembered is not None:
             remembered.write_text(self.uuid)
+        self.backend.bind(self.uuid)
         return self.uuid
 
     def run(self, interval: float = 0.5) -> None:
@@ -106,7 +119,7 @@ class Dispatcher:
             wake.clear()
             try:
                 self.tick(queue_max_age=interval)
-            except (ApiError, OSError) as error:
+            except (ApiError, OSError, BackendUnavailable) as error:
                 log.warning("dispatch round failed: %s", error)
             wake.wait(interval)
 
@@ -121,8 +134,10 @@ class Dispatcher:
             self.api.request("POST", f"/dispatchers/{self.uuid}/ping")
             self._last_ping = now
         if now - self._reconciled >= queue_max_age:
-            usage = self._reconcile()
+            usage = self._reconcile(now)
             self._reconciled = now
+        elif self.backend.capacity is None:  # the backend schedules: nothing to count
+            usage = Usage()
         else:  # between reconciliations: what we started ourselves and is still alive
             alive = self.backend.alive()
             self._started = {uuid: c for uuid, c in self._started.items() if uuid in alive}
@@ -140,13 +155,13 @@ class Dispatcher:
                     del table[uuid]
         self._dispatch(usage, self._queue, now)
 
-    def _reconcile(self) -> Usage:
+    def _reconcile(self, now: float) -> Usage:
         """What our live crunch-runs use; Locked containers without one go back to the queue."""
         alive = self.backend.alive()
         usage = Usage()
-        mine = self.api.list("containers", filters=[["dispatcher_uuid", "=", self.uuid],
-                                                    ["state", "in", ["Locked", "Running"]]],
-                             select=[*QUEUE_FIELDS, "state"])
+        mine = list(self.api.list("containers", filters=[["dispatcher_uuid", "=", self.uuid],
+                                                         ["state", "in", ["Locked", "Running"]]],
+                                  select=[*QUEUE_FIELDS, "state"]))
         self._started = {}
         for container in mine:
             if container["uuid"] in alive:
@@ -156,10 +171,44 @@ class Dispatcher:
                 log.info("unlocking %s: its crunch-run is gone", container["uuid"])
                 self._quietly("POST", f"/containers/{container['uuid']}/unlock")
             # Running without crunch-run: the API's heartbeat rule settles it (SPEC §3.3).
+        self._follow(mine, self.backend.track(mine, now), now)
         return usage
+
+    def _follow(self, mine: list[dict[str, Any]], tracking: Tracking, now: float) -> None:
+        """Pass on what the backend found: why Locked containers still wait in its queue (after
+        QUEUE_STATUS_DELAY, and only when that changes), and which can never run there."""
+        for uuid, reason in tracking.impossible.items():
+            self._cancel_unsatisfiable(uuid, reason)
+        locked = {c["uuid"] for c in mine if c["state"] == "Locked" and c["uuid"] not in tracking.impossible}
+        for uuid in [u for u in self._backend_waiting if u not in tracking.waiting]:
+            del self._backend_waiting[uuid]
+        for uuid in [u for u in self._backend_status if u not in locked]:
+            del self._backend_status[uuid]  # Running now (which cleared both) or gone
+        for uuid in locked:
+            text = tracking.waiting.get(uuid)
+            if text is None:  # started by the backend: crunch-run is preparing it
+                if uuid in self._backend_status:
+                    self._set_backend_status(uuid, LOCKED_STATUS, None)
+            elif now - self._backend_waiting.setdefault(uuid, now) >= QUEUE_STATUS_DELAY:
+                self._set_backend_status(uuid, text, self.backend.queue_activity)
+
+    def _set_backend_status(self, uuid: str, text: str, activity: str | None) -> None:
+        if self._backend_status.get(uuid, LOCKED_STATUS) == text:
+            return
+        self._quietly("PUT", f"/containers/{uuid}", {"scheduling_status": text, "runtime_status": {"activity": activity}})
+        self._backend_status[uuid] = text
 
     def _dispatch(self, usage: Usage, queue: list[dict[str, Any]], now: float) -> None:
         capacity = self.backend.capacity
+        if now < self._paused_until:
+            for container in queue:
+                self._publish(container["uuid"], f"Waiting for the {self.backend.name} backend, which cannot take"
+                              f" work now ({self._pause_reason}); trying again in {self._paused_until - now:.0f} s.",
+                              len(queue), now)
+            return
+        if capacity is None:
+            self._hand_over(queue, now)
+            return
         position = 0
         for container in list(queue):
             uuid = container["uuid"]
@@ -168,14 +217,15 @@ class Dispatcher:
                 queue.remove(container)
                 self._fail_unsatisfiable(container, too_big)
                 continue
-            not_before = _not_before(container)
-            if not_before is not None and not_before > datetime.now(timezone.utc):
-                continue  # backing off before a retry: the API says so itself (it knows the attempts)
+            if _backing_off(container):
+                continue  # before a retry: the API says so itself (it knows the attempts)
             if _fits(container, usage, capacity):
                 queue.remove(container)  # locked now, or by someone else (then it is not ours to list)
-                if self._lock_and_start(container):
+                if self._lock_and_start(container, now):
                     usage.add(container)
                     self._started[uuid] = container
+                elif now < self._paused_until:
+                    return
                 continue
             position += 1
             if _is_supervisor(container):
@@ -186,7 +236,18 @@ class Dispatcher:
                 why = f"All {capacity.vcpus:g} vCPUs are in use."
             self._publish(uuid, f"Waiting in queue at position {position}. {why}", len(queue), now)
 
-    def _lock_and_start(self, container: dict[str, Any]) -> bool:
+    def _hand_over(self, queue: list[dict[str, Any]], now: float) -> None:
+        """Lock and start everything queued: the backend's own scheduler decides what runs when."""
+        for container in list(queue):
+            if _backing_off(container):
+                continue
+            queue.remove(container)
+            if self._lock_and_start(container, now):
+                self._started[container["uuid"]] = container
+            elif now < self._paused_until:
+                return
+
+    def _lock_and_start(self, container: dict[str, Any], now: float) -> bool:
         uuid = container["uuid"]
         try:
             locked = self.api.request("POST", f"/containers/{uuid}/lock", {"dispatcher_uuid": self.uuid})
@@ -198,10 +259,18 @@ class Dispatcher:
         self._waiting_since.pop(uuid, None)
         try:
             self.backend.start(locked)
-        except OSError as error:
+        except Unsatisfiable as error:
+            self._cancel_unsatisfiable(uuid, str(error))
+            return False
+        except (OSError, BackendUnavailable) as error:
+            # Back in the queue, and no more starts for a while: every failed attempt counts
+            # towards max_dispatch_attempts, and a backend that is down would use them up at once.
             log.error("cannot start crunch-run for %s: %s", uuid, error)
             self._quietly("POST", f"/containers/{uuid}/unlock")
+            self._pause = min(max(self._pause * 2, BACKEND_RETRY_SECONDS[0]), BACKEND_RETRY_SECONDS[1])
+            self._paused_until, self._pause_reason = now + self._pause, str(error)
             return False
+        self._pause = 0.0
         return True
 
     def _fail_unsatisfiable(self, container: dict[str, Any], reason: str) -> None:
@@ -210,6 +279,10 @@ class Dispatcher:
             self.api.request("POST", f"/containers/{uuid}/lock", {"dispatcher_uuid": self.uuid})
         except ApiError:
             return
+        self._cancel_unsatisfiable(uuid, reason)
+
+    def _cancel_unsatisfiable(self, uuid: str, reason: str) -> None:
+        """Cancel a container this dispatcher holds that can never run here, saying why."""
         error = f"constraints not satisfiable: {reason}"
         log.info("%s: %s", uuid, error)
         self._quietly("PUT", f"/containers/{uuid}", {"state": "Cancelled",
@@ -290,6 +363,12 @@ def _unsatisfiable(container: dict[str, Any], capacity: Capacity) -> str | None:
     if _vcpus(container) > capacity.vcpus:
         return f"needs {_vcpus(container):g} vCPUs, this node has {capacity.vcpus:g}"
     return None
+
+
+def _backing_off(container: dict[str, Any]) -> bool:
+    """Whether a queued container must not be started yet (scheduling_parameters.not_before)."""
+    not_before = _not_before(container)
+    return not_before is not None and not_before > datetime.now(timezone.utc)
 
 
 def _not_before(container: dict[str, Any]) -> datetime | None:

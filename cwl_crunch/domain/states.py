@@ -25,6 +25,8 @@ class RequestState(str, enum.Enum):
     FINAL = "Final"
 
 
+# The scheduling status a container gets when locked: a dispatcher is starting crunch-run for it.
+LOCKED_STATUS = "Preparing runtime environment."
 FINAL_CONTAINER_STATES = frozenset({ContainerState.COMPLETE, ContainerState.CANCELLED})
 
 # `None` stands for "the object does not exist yet".

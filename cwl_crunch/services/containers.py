@@ -15,6 +15,7 @@ from ..domain.attributes import (
 from ..domain.errors import Forbidden, Invalid, LockConflict, NotFound
 from ..domain.principal import Principal
 from ..domain.states import (
+    LOCKED_STATUS,
     ContainerState,
     parse_container_state,
     require_container_transition,
@@ -142,9 +143,6 @@ def _apply(tx: Repository, ctx: Context, container: Row, new: ContainerState, pa
             tx.delete_live_logs(updated["uuid"])
         lifecycle.container_finished(tx, ctx, updated, now)
     return updated
-
-
-LOCKED_STATUS = "Preparing runtime environment."
 
 
 def lock(ctx: Context, principal: Principal, uuid: str, dispatcher_uuid: str | None = None) -> dict[str, Any]:

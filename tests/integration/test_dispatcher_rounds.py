@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from cwl_crunch.client import Client
-from cwl_crunch.dispatch.backends import Capacity
+from cwl_crunch.dispatch.backends import Capacity, Tracking
 from cwl_crunch.dispatch.dispatcher import Dispatcher, _changes_the_queue, _worth_a_round
 from tests.support.flows import commit
 
@@ -18,6 +18,7 @@ GiB = 1 << 30
 
 class RecordingBackend:
     name = "recording"
+    queue_activity = None
 
     def __init__(self, vcpus: float) -> None:
         self.capacity = Capacity(vcpus=vcpus, ram=64 * GiB)
@@ -28,6 +29,12 @@ class RecordingBackend:
 
     def alive(self) -> set[str]:
         return set(self.started)
+
+    def bind(self, dispatcher_uuid: str) -> None:
+        pass
+
+    def track(self, mine: list[dict[str, Any]], now: float) -> Tracking:
+        return Tracking()
 
 
 class CountingClient(Client):

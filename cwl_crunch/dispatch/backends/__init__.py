@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
@@ -13,12 +13,42 @@ class Capacity:
     supervisors: int = 4  # workflow runners at once (not counted against vCPUs: SPEC §6)
 
 
+@dataclass
+class Tracking:
+    """What a backend found out about this dispatcher's containers in one reconciliation."""
+
+    waiting: dict[str, str] = field(default_factory=dict)  # uuid → why a Locked one has not started yet
+    impossible: dict[str, str] = field(default_factory=dict)  # uuid → why it can never run (already stopped)
+
+
+class Unsatisfiable(Exception):
+    """The backend can never run this container (its reason is the message)."""
+
+
+class BackendUnavailable(Exception):
+    """The backend cannot take work just now (its scheduler is down, a command failed); try later."""
+
+
 class Backend(Protocol):
     name: str
-    capacity: Capacity
+    # None: the backend's own scheduler decides what runs when (Slurm), so the dispatcher hands it
+    # everything queued; otherwise the dispatcher never starts more than this at once.
+    capacity: Capacity | None
+    queue_activity: str | None  # runtime_status.activity of a container waiting in the backend's queue
+
+    def bind(self, dispatcher_uuid: str) -> None:
+        """The dispatcher's identity, once registered (a backend may mark its work with it)."""
 
     def start(self, container: dict[str, Any]) -> None:
-        """Launch crunch-run for a container this dispatcher has just locked."""
+        """Launch crunch-run for a container this dispatcher has just locked.
+
+        Raises Unsatisfiable when the backend rejects it for good, BackendUnavailable (or OSError)
+        when it cannot take it now."""
 
     def alive(self) -> set[str]:
-        """Uuids of the containers whose crunch-run is running (started or adopted); reaps the rest."""
+        """Uuids of the containers whose crunch-run is running or due to run (started or adopted)."""
+
+    def track(self, mine: list[dict[str, Any]], now: float) -> Tracking:
+        """Bring the backend in line with this dispatcher's Locked/Running containers, as listed
+        just after `alive()`: stop work nobody wants any more, pass on new priorities, and say why
+        Locked ones are still waiting."""

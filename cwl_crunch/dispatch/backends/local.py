@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ...runner import crunch_run
-from . import Capacity
+from . import Capacity, Tracking
 
 
 class LocalBackend:
     name = "local"
+    queue_activity = None  # nothing waits here: the dispatcher only starts what fits
 
     def __init__(self, capacity: Capacity, state_dir: Path, environment: dict[str, str],
                  options: crunch_run.Options) -> None:
@@ -30,6 +31,9 @@ class LocalBackend:
         self.options = options
         self.children: dict[str, int] = {}  # uuid → pid, for the ones this process forked
         state_dir.mkdir(parents=True, exist_ok=True)
+
+    def bind(self, dispatcher_uuid: str) -> None:
+        """Nothing to mark: the pid files in the state directory are this dispatcher's own."""
 
     def start(self, container: dict[str, Any]) -> None:
         uuid = container["uuid"]
@@ -63,6 +67,10 @@ class LocalBackend:
                 self.children.pop(uuid, None)
                 pid_file.unlink(missing_ok=True)
         return live
+
+    def track(self, mine: list[dict[str, Any]], now: float) -> Tracking:
+        """Nothing to do: crunch-run notices a cancel itself, and starts as soon as it is forked."""
+        return Tracking()
 
     def _reap(self) -> None:
         """Collect the exit status of finished children, so none stays a zombie."""

@@ -134,8 +134,13 @@ class Dispatcher:
             self.api.request("POST", f"/dispatchers/{self.uuid}/ping")
             self._last_ping = now
         if now - self._reconciled >= queue_max_age:
-            usage = self._reconcile(now)
-            self._reconciled = now
+            try:
+                usage = self._reconcile(now)
+                self._reconciled = now
+            except BackendUnavailable as error:  # nothing known of our jobs: leave them be, start none
+                log.warning("cannot reconcile with the %s backend: %s", self.backend.name, error)
+                self._pause_after(error, now)
+                usage = Usage()
         elif self.backend.capacity is None:  # the backend schedules: nothing to count
             usage = Usage()
         else:  # between reconciliations: what we started ourselves and is still alive
@@ -267,11 +272,15 @@ class Dispatcher:
             # towards max_dispatch_attempts, and a backend that is down would use them up at once.
             log.error("cannot start crunch-run for %s: %s", uuid, error)
             self._quietly("POST", f"/containers/{uuid}/unlock")
-            self._pause = min(max(self._pause * 2, BACKEND_RETRY_SECONDS[0]), BACKEND_RETRY_SECONDS[1])
-            self._paused_until, self._pause_reason = now + self._pause, str(error)
+            self._pause_after(error, now)
             return False
         self._pause = 0.0
         return True
+
+    def _pause_after(self, error: Exception, now: float) -> None:
+        """No starts for a while (1 s, doubling up to a minute while failures go on)."""
+        self._pause = min(max(self._pause * 2, BACKEND_RETRY_SECONDS[0]), BACKEND_RETRY_SECONDS[1])
+        self._paused_until, self._pause_reason = now + self._pause, str(error)
 
     def _fail_unsatisfiable(self, container: dict[str, Any], reason: str) -> None:
         uuid = container["uuid"]

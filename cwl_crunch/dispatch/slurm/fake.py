@@ -16,12 +16,15 @@ class RecordingSlurm:
         self.calls: list[tuple[str, ...]] = []  # ("sbatch", name), ("squeue",), ("scancel", id), ("renice", id, nice)
         self.reject_with: str | None = None  # the next submissions are refused for good with this reason
         self.down = False  # every command fails as if the controller did not answer
+        self.sbatch_down = False  # only submissions fail so
         self._next_id = first_job_id
 
     def submit(self, arguments: list[str], script: str) -> int:
         options = dict(a.removeprefix("--").split("=", 1) for a in arguments if a.startswith("--") and "=" in a)
         self.calls.append(("sbatch", options.get("job-name", "")))
         self._answer()
+        if self.sbatch_down:
+            raise BackendUnavailable("sbatch: error: Batch job submission failed: Socket timed out (as the test asked)")
         if self.reject_with is not None:
             raise Unsatisfiable(f"slurm rejected the job: {self.reject_with}")
         job_id = self._next_id

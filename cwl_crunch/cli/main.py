@@ -247,7 +247,12 @@ def _slurm_backend(args: argparse.Namespace, environment: dict[str, str]) -> tup
         crunch_run += ["--hide", str(hidden)]
     # Jobs inherit sbatch's environment: that is how crunch-run learns the API and its token.
     slurm = SlurmCommands({**os.environ, **environment})
-    return SlurmBackend(slurm, crunch_run, tuple(args.sbatch_argument)), f"slurm, jobs run {args.crunchctl}"
+    # What crunch-run prints before its own log exists (a crash at start) goes where the local
+    # backend puts it, <state dir>/<uuid>.log, rather than slurm-<job>.out in our working directory.
+    # This assumes nodes see the state directory; an --sbatch-argument=--output=... overrides it.
+    output = f"--output={args.state_dir.resolve() / '%x.log'}"
+    backend = SlurmBackend(slurm, crunch_run, (output, *args.sbatch_argument))
+    return backend, f"slurm, jobs run {args.crunchctl}"
 
 
 def _local_service(args: argparse.Namespace) -> int:

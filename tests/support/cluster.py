@@ -40,6 +40,7 @@ class Cluster:
     service: RunningService
     root: Path
     dispatcher_options: list[str] = field(default_factory=list)
+    dispatcher_env: dict[str, str] = field(default_factory=dict)  # e.g. SLURM_CONF for the Slurm backend
     shared_blobs: bool = True
     dispatcher: subprocess.Popen[bytes] | None = None
 
@@ -54,7 +55,7 @@ class Cluster:
         if self.shared_blobs:
             command += ["--blob-root", str(self.service.settings.blob_root)]
         log = (self.root / "dispatcher.log").open("ab")
-        env = {**os.environ, "CRUNCH_DISPATCH_TOKEN": self.service.admin_token}
+        env = {**os.environ, **self.dispatcher_env, "CRUNCH_DISPATCH_TOKEN": self.service.admin_token}
         self.dispatcher = subprocess.Popen(command, stdout=log, stderr=log, env=env, start_new_session=True)
         log.close()
         return self.dispatcher

@@ -73,7 +73,7 @@ def parser() -> argparse.ArgumentParser:
                           help="local: crunch-run on this host; slurm: one batch job per container")
     dispatch.add_argument("--vcpus", type=float, default=float(os.cpu_count() or 1), help="local: default this host's")
     dispatch.add_argument("--ram", type=int, default=_host_ram(), help="local: bytes (default: this host's)")
-    dispatch.add_argument("--supervisors", type=int, default=4, help="local: workflow runners at once (default 4)")
+    dispatch.add_argument("--supervisors", type=int, default=4, help="workflow runners at once (default 4)")
     dispatch.add_argument("--sbatch-argument", action="append", default=[], metavar="ARG",
                           help="slurm: an extra sbatch option for every job, e.g. --account=lab (repeatable)")
     dispatch.add_argument("--crunchctl", default=_this_crunchctl(),
@@ -251,7 +251,7 @@ def _slurm_backend(args: argparse.Namespace, environment: dict[str, str]) -> tup
     # backend puts it, <state dir>/<uuid>.log, rather than slurm-<job>.out in our working directory.
     # This assumes nodes see the state directory; an --sbatch-argument=--output=... overrides it.
     output = f"--output={args.state_dir.resolve() / '%x.log'}"
-    backend = SlurmBackend(slurm, crunch_run, (output, *args.sbatch_argument))
+    backend = SlurmBackend(slurm, crunch_run, (output, *args.sbatch_argument), args.supervisors)
     return backend, f"slurm, jobs run {args.crunchctl}"
 
 

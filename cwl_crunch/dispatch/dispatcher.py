@@ -4,8 +4,8 @@ A round: ping the API; reconcile the containers this dispatcher holds with the c
 backend has alive (unlock Locked ones whose crunch-run is gone: after a restart, or a crash
 before it started) and let the backend follow them (Slurm: cancel unwanted jobs, renice, say why
 jobs wait); then walk the queue by priority, locking and starting what fits in the free capacity
-(everything, when the backend schedules itself), failing what can never fit (unsatisfiable), and
-publishing why the rest waits.
+(everything but surplus workflow runners, when the backend schedules itself), failing what can
+never fit (unsatisfiable), and publishing why the rest waits.
 """
 
 from __future__ import annotations
@@ -141,11 +141,10 @@ class Dispatcher:
                 log.warning("cannot reconcile with the %s backend: %s", self.backend.name, error)
                 self._pause_after(error, now)
                 usage = Usage()
-        elif self.backend.capacity is None:  # the backend schedules: nothing to count
-            usage = Usage()
         else:  # between reconciliations: what we started ourselves and is still alive
-            alive = self.backend.alive()
-            self._started = {uuid: c for uuid, c in self._started.items() if uuid in alive}
+            if self.backend.capacity.bounded:  # (a scheduling backend's jobs are known each reconciliation)
+                alive = self.backend.alive()
+                self._started = {uuid: c for uuid, c in self._started.items() if uuid in alive}
             usage = Usage()
             for container in self._started.values():
                 usage.add(container)
@@ -211,9 +210,6 @@ class Dispatcher:
                               f" work now ({self._pause_reason}); trying again in {self._paused_until - now:.0f} s.",
                               len(queue), now)
             return
-        if capacity is None:
-            self._hand_over(queue, now)
-            return
         position = 0
         for container in list(queue):
             uuid = container["uuid"]
@@ -235,22 +231,11 @@ class Dispatcher:
             position += 1
             if _is_supervisor(container):
                 why = f"All {capacity.supervisors} workflow runner slots are in use."
-            elif usage.ram + _ram(container) > capacity.ram:
+            elif capacity.ram is not None and usage.ram + _ram(container) > capacity.ram:
                 why = f"All {capacity.ram / GiB:g} GiB of RAM are in use."
             else:
                 why = f"All {capacity.vcpus:g} vCPUs are in use."
             self._publish(uuid, f"Waiting in queue at position {position}. {why}", len(queue), now)
-
-    def _hand_over(self, queue: list[dict[str, Any]], now: float) -> None:
-        """Lock and start everything queued: the backend's own scheduler decides what runs when."""
-        for container in list(queue):
-            if _backing_off(container):
-                continue
-            queue.remove(container)
-            if self._lock_and_start(container, now):
-                self._started[container["uuid"]] = container
-            elif now < self._paused_until:
-                return
 
     def _lock_and_start(self, container: dict[str, Any], now: float) -> bool:
         uuid = container["uuid"]
@@ -360,13 +345,15 @@ def _is_supervisor(container: dict[str, Any]) -> bool:
 def _fits(container: dict[str, Any], usage: Usage, capacity: Capacity) -> bool:
     if _is_supervisor(container):
         return usage.supervisors < capacity.supervisors
+    if capacity.vcpus is None or capacity.ram is None:
+        return True
     return usage.vcpus + _vcpus(container) <= capacity.vcpus and usage.ram + _ram(container) <= capacity.ram
 
 
 def _unsatisfiable(container: dict[str, Any], capacity: Capacity) -> str | None:
     """Why the container can never run here, or None."""
-    if _is_supervisor(container):
-        return None
+    if _is_supervisor(container) or capacity.vcpus is None or capacity.ram is None:
+        return None  # the backend decides (Slurm: sbatch refuses what no node can fit)
     if _ram(container) > capacity.ram:
         return f"needs {_ram(container) / GiB:g} GiB RAM, this node has {capacity.ram / GiB:g} GiB"
     if _vcpus(container) > capacity.vcpus:

@@ -23,8 +23,9 @@ def recording() -> RecordingSlurm:
     return RecordingSlurm()
 
 
-def _dispatcher(service: Any, recording: RecordingSlurm, remembered: Path | None = None) -> Dispatcher:
-    dispatcher = Dispatcher(Client(service.url, service.admin_token), SlurmBackend(recording, ["crunchctl", "run-container"]))
+def _dispatcher(service: Any, recording: RecordingSlurm, remembered: Path | None = None, supervisors: int = 4) -> Dispatcher:
+    backend = SlurmBackend(recording, ["crunchctl", "run-container"], supervisors=supervisors)
+    dispatcher = Dispatcher(Client(service.url, service.admin_token), backend)
     dispatcher.register(remembered)
     return dispatcher
 
@@ -42,6 +43,21 @@ def test_every_queued_container_is_submitted_at_once_whatever_it_asks_for(servic
     assert {job.name for job in recording.jobs.values()} == uuids
     assert all(_container(service, u)["state"] == "Locked" for u in uuids)
     assert all("--cpus-per-task=64" in args and f"--mem={500 * 1024}" in args for args in recording.arguments.values())
+
+
+def test_workflow_runners_are_still_capped_so_they_cannot_fill_the_cluster(service, recording):
+    alice = service.client(service.token("alice"))
+    runners = [commit(alice, command=["echo", f"runner {i}"], scheduling_parameters={"supervisor": True})["container_uuid"]
+               for i in range(3)]
+    steps = [commit(alice, command=["echo", f"step {i}"], priority=1)["container_uuid"] for i in range(3)]
+    dispatcher = _dispatcher(service, recording, supervisors=2)
+    dispatcher.tick(now=1.0)
+    submitted = {job.name for job in recording.jobs.values()}
+    assert set(steps) <= submitted and len(submitted & set(runners)) == 2
+    (held_back,) = set(runners) - submitted
+    dispatcher.tick(now=1.0 + QUEUE_STATUS_DELAY, queue_max_age=10)
+    assert _container(service, held_back)["scheduling_status"] == (
+        "Waiting in queue at position 1. All 2 workflow runner slots are in use.")
 
 
 def test_a_job_waiting_in_slurm_shows_slurms_reason_then_preparing_once_it_starts(service, recording):

@@ -8,9 +8,16 @@ from typing import Any, Protocol
 
 @dataclass(frozen=True)
 class Capacity:
-    vcpus: float
-    ram: int
+    """What a dispatcher may run at once. vCPUs and RAM of None: not limited by the dispatcher,
+    because the backend's own scheduler (Slurm) decides what runs when."""
+
+    vcpus: float | None
+    ram: int | None
     supervisors: int = 4  # workflow runners at once (not counted against vCPUs: SPEC §6)
+
+    @property
+    def bounded(self) -> bool:
+        return self.vcpus is not None
 
 
 @dataclass
@@ -31,9 +38,7 @@ class BackendUnavailable(Exception):
 
 class Backend(Protocol):
     name: str
-    # None: the backend's own scheduler decides what runs when (Slurm), so the dispatcher hands it
-    # everything queued; otherwise the dispatcher never starts more than this at once.
-    capacity: Capacity | None
+    capacity: Capacity
     queue_activity: str | None  # runtime_status.activity of a container waiting in the backend's queue
 
     def bind(self, dispatcher_uuid: str) -> None:

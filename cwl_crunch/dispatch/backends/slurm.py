@@ -1,6 +1,7 @@
 """The Slurm backend: every locked container becomes a batch job running `crunchctl run-container`.
 
-Slurm decides what runs when, so the dispatcher hands it everything queued (`capacity` None).
+Slurm decides what runs when, so the dispatcher hands it everything queued (its capacity has no
+vCPU or RAM bound), except that it still caps how many workflow runners run at once.
 Jobs are named after their container and carry the dispatcher's uuid as their comment: one
 `squeue` per reconciliation finds them all, which is also how a restarted dispatcher adopts them.
 """
@@ -18,7 +19,7 @@ from ..slurm.batch import (
     sbatch_arguments,
     waiting_status,
 )
-from . import Tracking
+from . import Capacity, Tracking
 
 log = logging.getLogger(__name__)
 # crunch-run stops a container it was told to cancel by itself (within a second or so) and saves
@@ -29,11 +30,14 @@ STOP_GRACE_SECONDS = 30.0
 
 class SlurmBackend:
     name = "slurm"
-    capacity = None
     queue_activity = "in slurm queue"
 
-    def __init__(self, slurm: Slurm, crunch_run: list[str], sbatch_extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, slurm: Slurm, crunch_run: list[str], sbatch_extra: tuple[str, ...] = (),
+                 supervisors: int = 4) -> None:
         """`crunch_run`: the command that runs one container on a node, without the uuid."""
+        # Runners mostly wait for their children: left uncapped, they could fill every slot of a
+        # small cluster and starve the children they wait for.
+        self.capacity = Capacity(vcpus=None, ram=None, supervisors=supervisors)
         self.slurm = slurm
         self.crunch_run = crunch_run
         self.sbatch_extra = sbatch_extra

@@ -50,10 +50,11 @@ def sbatch_arguments(container: dict[str, Any], comment: str, extra: tuple[str, 
         f"--job-name={container['uuid']}",
         f"--comment={comment}",
         f"--cpus-per-task={max(1, math.ceil(float(constraints.get('vcpus') or 1)))}",
-        # --mem=0 would mean "all of the node's memory": a container asking nothing gets 1 MiB.
-        f"--mem={max(1, math.ceil(int(constraints.get('ram') or 0) / MiB))}",
-        f"--nice={nice_for(int(container.get('priority') or 0))}",
     ]
+    ram = int(constraints.get("ram") or 0)
+    if ram > 0:  # none asked: the partition's default (--mem=0 would claim the whole node)
+        arguments.append(f"--mem={math.ceil(ram / MiB)}")
+    arguments.append(f"--nice={nice_for(int(container.get('priority') or 0))}")
     max_run_time = int(scheduling.get("max_run_time") or 0)
     if max_run_time > 0:
         arguments.append(f"--time={math.ceil((max_run_time + TIME_LIMIT_SLACK_SECONDS) / 60)}")

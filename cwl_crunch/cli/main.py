@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..domain.errors import CrunchError
 from ..domain.uuids import CLUSTER_RE
@@ -99,8 +99,20 @@ def parser() -> argparse.ArgumentParser:
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until the container ends")
     logs.add_argument("--file", help="one log file (default: crunch-run.txt, stderr.txt and stdout.txt merged by time;"
                                      " with -f, stdout.txt)")
-    logs.add_argument("--api", default=os.environ.get("CRUNCH_API"), help="the API server (default: $CRUNCH_API)")
-    logs.add_argument("--token", default=os.environ.get("CRUNCH_API_TOKEN"), help="default: $CRUNCH_API_TOKEN")
+    _client_options(logs)
+
+    status = verbs.add_parser("status", help="the newest runs, or one run with its steps, as a person reads them")
+    status.add_argument("request_uuid", nargs="?", help="one run (default: a table of the newest top-level runs)")
+    status.add_argument("--limit", type=int, default=20, help="runs in the table (default 20)")
+    status.add_argument("--json", action="store_true", help="the same information as JSON")
+    _client_options(status)
+
+    for action, what in (("cancel", "stop a run (its container too, unless other requests want it)"),
+                         ("hold", "keep a queued run from starting"), ("release", "let a held run start"),
+                         ("retry", "run a failed or cancelled request again (prints the new request)")):
+        verb = verbs.add_parser(action, help=what)
+        verb.add_argument("request_uuid")
+        _client_options(verb)
 
     image = verbs.add_parser("image", help="container images stored as collections")
     image_verbs = image.add_subparsers(dest="image_verb", required=True)
@@ -108,9 +120,13 @@ def parser() -> argparse.ArgumentParser:
                                              " print its hash, usable as container_image")
     put.add_argument("image", help="a `docker save` tarball, or an image reference the local engine has")
     put.add_argument("--engine", help="docker-compatible CLI to save a reference with (default: podman, else docker)")
-    put.add_argument("--api", default=os.environ.get("CRUNCH_API"), help="the API server (default: $CRUNCH_API)")
-    put.add_argument("--token", default=os.environ.get("CRUNCH_API_TOKEN"), help="default: $CRUNCH_API_TOKEN")
+    _client_options(put)
     return top
+
+
+def _client_options(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("--api", default=os.environ.get("CRUNCH_API"), help="the API server (default: $CRUNCH_API)")
+    verb.add_argument("--token", default=os.environ.get("CRUNCH_API_TOKEN"), help="default: $CRUNCH_API_TOKEN")
 
 
 def _env_path(name: str, default: str | None = None) -> Path | None:
@@ -154,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
             return _logs(args)
         if args.verb == "image":
             return _image_put(args)
+        if args.verb == "status":
+            return _status(args)
+        if args.verb in ("cancel", "hold", "release", "retry"):
+            return _act(args)
     except CrunchError as error:
         print(f"crunchctl: {error}", file=sys.stderr)
         return 1
@@ -281,6 +301,39 @@ def _logs(args: argparse.Namespace) -> int:
 
     return _as_client("crunchctl logs", args, lambda api: print_logs(
         api, args.request_uuid, args.file, args.follow, sys.stdout.buffer))
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from . import status
+
+    def show(api: Client) -> int:
+        now = status.utc_now()
+        if args.request_uuid:
+            found: Any = status.gather_run(api, args.request_uuid)
+            text = status.render_run(found, now)
+        else:
+            found = status.gather_runs(api, args.limit)
+            text = status.render_table(found, now)
+        sys.stdout.write(json.dumps(found, indent=2, ensure_ascii=False) + "\n" if args.json else text)
+        return 0
+
+    return _as_client("crunchctl status", args, show)
+
+
+def _act(args: argparse.Namespace) -> int:
+    from . import status
+
+    def act(api: Client) -> int:
+        request = status.act(api, args.request_uuid, args.verb)
+        if args.verb == "retry":
+            print(request["uuid"])
+        else:
+            print(f"{request['uuid']}: {request['status']}", file=sys.stderr)
+        return 0
+
+    return _as_client(f"crunchctl {args.verb}", args, act)
 
 
 def _image_put(args: argparse.Namespace) -> int:

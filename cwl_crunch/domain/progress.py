@@ -88,6 +88,16 @@ class Progress:
 
     def summary(self) -> str:
         """`12 complete · 3 running · 5 waiting · 1 failed`."""
-        counts = self.counters()
-        return " · ".join(f"{counts[COUNTER[s]]} {s.value}" for s in
-                          (ChildState.COMPLETE, ChildState.RUNNING, ChildState.WAITING, ChildState.FAILED))
+        return counters_text(self.counters()) or ""
+
+
+_SHOWN_ORDER = (ChildState.COMPLETE, ChildState.RUNNING, ChildState.WAITING, ChildState.FAILED)
+
+
+def counters_text(runtime_status: dict[str, Any] | None) -> str | None:
+    """A runner's counters as people read them (`12 complete · 3 running · 5 waiting · 1 failed`);
+    None when the runtime_status holds none (the container is not a workflow runner)."""
+    status = runtime_status or {}
+    if not any(COUNTER[s] in status for s in _SHOWN_ORDER):
+        return None
+    return " · ".join(f"{int(status.get(COUNTER[s]) or 0)} {s.value}" for s in _SHOWN_ORDER)

@@ -35,7 +35,8 @@ class Children:
         self.on_error = on_error
         self.jobs: dict[str, CrunchJob] = {}
         self.names: dict[str, str] = {}
-        self._container_of: dict[str, str] = {}  # container → request
+        # container → the requests it serves (identical steps share one container through reuse)
+        self._requests_of: dict[str, set[str]] = {}
         self._current: dict[str, str] = {}  # request → its latest container
         self._created: set[str] = set()  # containers whose "create" event has been seen
         self._finishing: set[str] = set()  # requests whose _finish has started
@@ -71,7 +72,7 @@ class Children:
             self.jobs[uuid] = job
             self.names[uuid] = job.name
             if container_uuid:
-                self._container_of[container_uuid] = uuid
+                self._requests_of.setdefault(container_uuid, set()).add(uuid)
                 self._current[uuid] = container_uuid
             done = record["state"] == "Final" or uuid in self._final_early
         self.progress.update(uuid, ChildState.WAITING)
@@ -101,7 +102,7 @@ class Children:
             with self._lock:
                 known = uuid in self.jobs
                 if known and properties.get("container_uuid"):
-                    self._container_of[properties["container_uuid"]] = uuid
+                    self._requests_of.setdefault(properties["container_uuid"], set()).add(uuid)
                     self._current[uuid] = properties["container_uuid"]
                 if properties.get("new_state") == "Final" and not known:
                     self._final_early.add(uuid)
@@ -113,8 +114,9 @@ class Children:
                     if len(self._created) > CREATED_MEMORY:  # others' containers too, with a user token
                         self._created.clear()  # forgetting costs a GET per child, not correctness
                     self._created.add(uuid)  # new, so Queued: no refresh needed to learn its state
-                request_uuid = self._container_of.get(uuid)
-            if request_uuid is not None and self.progress.update(request_uuid, child_state(properties["new_state"])):
+                requests = list(self._requests_of.get(uuid, ()))
+            state = child_state(properties["new_state"])
+            if any([self.progress.update(request_uuid, state) for request_uuid in requests]):
                 self.reporter.changed()
 
     def _refresh(self, uuid: str, container_uuid: str) -> None:
@@ -156,6 +158,9 @@ class Children:
             with self._lock:
                 self.jobs.pop(uuid, None)
                 self._finishing.discard(uuid)
+                sharing = self._requests_of.get(self._current.get(uuid, ""))
+                if sharing is not None:
+                    sharing.discard(uuid)
             self.reporter.changed()
 
     def _failed(self, job: CrunchJob, request: dict[str, Any], container: dict[str, Any], reason: str = "") -> None:

@@ -51,3 +51,37 @@ def test_a_child_reused_whole_is_finished_exactly_once(service):
         assert not children.pending()
     finally:
         children.close()
+
+
+class WaitingJob:
+    name = "same"
+
+    def outcome(self, container: dict[str, Any]) -> str:
+        return "success"
+
+    def finish(self, container: dict[str, Any]) -> str:
+        return "success"
+
+
+def test_identical_steps_sharing_one_container_all_count_as_running(service):
+    token = service.token("alice")
+    api = Client(service.url, token)
+    progress = Progress()
+    children = Children(api, Keep(api), Reporter(progress, lambda status: None))
+    children.start()
+    try:
+        body = request_body(command=["echo", "twice"])
+        children.submit(WaitingJob(), body)
+        children.submit(WaitingJob(), body)  # reuses the first one's queued container
+        containers = {r["container_uuid"] for r in service.client(token).get("/container_requests").json()["items"]}
+        assert len(containers) == 1
+        admin = service.admin()
+        (container,) = containers
+        admin.post(f"/containers/{container}/lock")
+        admin.put(f"/containers/{container}", json={"state": "Running"})
+        deadline = time.monotonic() + 10
+        while progress.counters()["jobsRunning"] != 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert progress.counters() == {"jobsComplete": 0, "jobsWaiting": 0, "jobsRunning": 2, "jobsFailed": 0}
+    finally:
+        children.close()

@@ -7,6 +7,11 @@ from datetime import datetime
 from typing import Any
 
 PERMANENT_CAUSES = frozenset({"setup", "unsatisfiable", "timeout", "process", "infrastructure"})
+# Every value `derived_status` can answer, in the order a person scans them (the dashboard's filter).
+STATUSES = (
+    "Uncommitted", "Queued", "On hold", "Running", "Failing", "Warning", "Cancelling",
+    "Completed", "Failed", "Retrying", "Cancelled", "Reused",
+)
 
 
 def derived_status(request: Mapping[str, Any], container: Mapping[str, Any] | None) -> str:
@@ -48,3 +53,22 @@ def _final_status(request: Mapping[str, Any], container: Mapping[str, Any]) -> s
             return "Failed"
         return "Cancelled"
     return "Cancelled" if request["state"] == "Final" else "Queued"
+
+
+def possible_actions(request: Mapping[str, Any], container: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The buttons worth offering for a request (SPEC §4.3); the services still check each one."""
+    state = request["state"]
+    cstate = container["state"] if container is not None else None
+    actions = []
+    if state == "Committed":
+        if request.get("priority", 0) > 0:
+            actions.append("cancel")
+        if request.get("held"):
+            actions.append("release")
+        elif cstate in ("Queued", "Locked"):
+            actions.append("hold")
+    exit_code = container.get("exit_code") if container is not None else None
+    failed = cstate == "Cancelled" or (cstate == "Complete" and exit_code != 0)
+    if state == "Final" and failed and "retried_as" not in (request.get("properties") or {}):
+        actions.append("retry")
+    return tuple(actions)

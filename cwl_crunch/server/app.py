@@ -1,4 +1,4 @@
-"""The FastAPI application: routers, error mapping, the event hub and the janitor loop."""
+"""The FastAPI application: routers, error mapping, the dashboard, the event hub and the janitor loop."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .. import __version__
 from ..services.context import Context
 from ..services.events import EventHub
 from ..services.janitor import Janitor
-from . import errors
+from . import dashboard, errors
 from .routes import blobs, container_requests, containers, events, logs, misc
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ def create_app(ctx: Context, *, run_janitor: bool = True, event_poll_seconds: fl
         app.include_router(module.router)
     if ctx.settings.blob_root is not None:  # no blob root, no blob store: no blob endpoints
         app.include_router(blobs.router)
+    dashboard.install(app)
     return app
 
 

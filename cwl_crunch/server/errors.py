@@ -22,7 +22,8 @@ STATUS = {
 }
 
 
-def _status_of(error: errors.CrunchError) -> int:
+def status_of(error: errors.CrunchError) -> int:
+    """The HTTP status of an error class (the dashboard renders the same statuses as pages)."""
     for cls in type(error).__mro__:
         if cls in STATUS:
             return STATUS[cls]
@@ -38,7 +39,7 @@ def _describe(problem: dict) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.CrunchError)
     async def _crunch(_: Request, error: errors.CrunchError) -> JSONResponse:
-        status = _status_of(error)
+        status = status_of(error)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse({"errors": error.messages}, status_code=status, headers=headers)
 

@@ -13,6 +13,7 @@ from ..domain.validation import PDH_RE
 from ..files import FileBlobStore
 from ..settings import Settings
 from ..store.query import visible_collections
+from ..store.repository import Repository, Row
 from ..store.schema import collections
 from .context import Context
 from .listing import ListParams, list_rows
@@ -77,19 +78,33 @@ def _require_blobs(settings: Settings, manifest: Mapping[str, Any]) -> None:
 def get(ctx: Context, principal: Principal, uuid_or_pdh: str) -> dict[str, Any]:
     """By uuid, or by portable data hash (the oldest visible collection with that content)."""
     with ctx.store.read() as tx:
-        if PDH_RE.match(uuid_or_pdh):
-            where = [collections.c.portable_data_hash == uuid_or_pdh, collections.c.trash_at.is_(None)]
-        elif type_of(uuid_or_pdh) == COLLECTION:
-            where = [collections.c.uuid == uuid_or_pdh]
-        else:
-            where = None
-        rows = []
-        if where is not None:
-            rows, _ = tx.list(collections, [*where, *visible_collections(principal)],
-                              [collections.c.created_at], 1, 0, count=False)
-    if not rows:
+        row = find(tx, principal, uuid_or_pdh)
+    if row is None:
         raise NotFound(f"collection {uuid_or_pdh} not found")
-    return plain_view(rows[0])
+    return plain_view(row)
+
+
+def find(tx: Repository, principal: Principal, uuid_or_pdh: str) -> Row | None:
+    """The collection `get` answers with, or None when there is none the principal may see."""
+    if PDH_RE.match(uuid_or_pdh):
+        where = [collections.c.portable_data_hash == uuid_or_pdh, collections.c.trash_at.is_(None)]
+    elif type_of(uuid_or_pdh) == COLLECTION:
+        where = [collections.c.uuid == uuid_or_pdh]
+    else:
+        return None
+    rows, _ = tx.list(collections, [*where, *visible_collections(principal)], [collections.c.created_at], 1, 0,
+                      count=False)
+    return rows[0] if rows else None
+
+
+def file_of(ctx: Context, principal: Principal, uuid_or_pdh: str, path: str) -> tuple[str, int]:
+    """(blob, size) of one file of a visible collection: what a download reads."""
+    with ctx.store.read() as tx:
+        row = find(tx, principal, uuid_or_pdh)
+    entry = (row["manifest"] if row else {}).get(path)
+    if entry is None or path.endswith("/"):
+        raise NotFound(f"collection {uuid_or_pdh} has no file {path!r}")
+    return entry["blob"], entry["size"]
 
 
 def list_collections(ctx: Context, principal: Principal, params: ListParams) -> dict[str, Any]:

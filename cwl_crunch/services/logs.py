@@ -76,10 +76,11 @@ def attempts(ctx: Context, principal: Principal, request_uuid: str) -> list[Atte
     with ctx.store.read() as tx:
         request = visible_request(tx, principal, request_uuid)
         containers = tx.attempts_of(request["uuid"]) if request["state"] != "Uncommitted" else []
-        return [Attempt(c["uuid"], c["state"], _files(tx, c)) for c in containers]
+        return [Attempt(c["uuid"], c["state"], files_of(tx, c)) for c in containers]
 
 
-def _files(tx: Repository, container: Row) -> dict[str, LogEntry]:
+def files_of(tx: Repository, container: Row) -> dict[str, LogEntry]:
+    """The log files a container has so far: its log collection's once saved, else the live ones."""
     collection = tx.collection_by_pdh(container["log"]) if container["log"] else None
     if collection is not None:
         at = collection["created_at"]

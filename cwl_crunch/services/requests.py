@@ -264,10 +264,11 @@ def container_status(ctx: Context, principal: Principal, uuid: str) -> dict[str,
         container = tx.get_container(request["container_uuid"]) if request["container_uuid"] else None
     if container is None:
         return {"uuid": None, "state": None, "scheduling_status": "No container is assigned."}
-    return {"uuid": container["uuid"], "state": container["state"], "scheduling_status": _scheduling_text(ctx, request, container)}
+    return {"uuid": container["uuid"], "state": container["state"], "scheduling_status": scheduling_text(ctx, request, container)}
 
 
-def _scheduling_text(ctx: Context, request: Row, container: Row) -> str:
+def scheduling_text(ctx: Context, request: Row, container: Row) -> str:
+    """What `container_status` says about a request's container (the dashboard shows the same)."""
     if container["state"] not in ("Queued", "Locked"):
         return ""
     if request["held"]:

@@ -186,6 +186,25 @@ class Repository:
         self.conn.execute(delete(container_requests).where(container_requests.c.uuid == uuid))
         self.add_event(uuid, "delete", {}, now)
 
+    def newest_requests(
+        self, where: Sequence[ColumnElement[bool]], limit: int, offset: int
+    ) -> list[tuple[Row, Row | None]]:
+        """A page of requests, newest first, each with its current container.
+
+        `where` may test container columns too (a derived status, see statuses.py): requests are
+        then outer-joined to their current container.
+        """
+        r = container_requests.c
+        query = (select(container_requests).select_from(_requests_for(where)).where(*where)
+                 .order_by(r.created_at.desc(), r.uuid.desc()).limit(limit).offset(offset))
+        requests = [dict(row._mapping) for row in self.conn.execute(query)]
+        by_uuid = self.containers_by_uuid([row["container_uuid"] for row in requests if row["container_uuid"]])
+        return [(row, by_uuid.get(row["container_uuid"])) for row in requests]
+
+    def count_requests(self, where: Sequence[ColumnElement[bool]]) -> int:
+        """How many requests `newest_requests` would page through."""
+        return self.conn.execute(select(func.count()).select_from(_requests_for(where)).where(*where)).scalar_one()
+
     def committed_requests_for(self, container_uuid: str) -> list[Row]:
         """Committed requests whose current container is `container_uuid`."""
         rows = self.conn.execute(sql.COMMITTED_FOR, {"container_uuid": container_uuid})
@@ -317,6 +336,17 @@ class Repository:
 
     def delete_events_before(self, before: datetime) -> int:
         return self.conn.execute(delete(events).where(events.c.created_at < before)).rowcount
+
+
+def _requests_for(where: Sequence[ColumnElement[bool]]) -> Any:
+    """Requests, outer-joined to their current container when `where` tests its columns.
+
+    PostgreSQL drops an unused outer join by itself; SQLite still probes the container of every
+    row it counts, so the join is left out when nothing needs it.
+    """
+    if containers not in select(container_requests.c.uuid).where(*where).get_final_froms():
+        return container_requests
+    return container_requests.outerjoin(containers, containers.c.uuid == container_requests.c.container_uuid)
 
 
 def _change_properties(old: Row, new: Row, changed: Mapping[str, Any]) -> dict[str, Any]:

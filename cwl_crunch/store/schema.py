@@ -176,6 +176,9 @@ container_requests = Table(
     Index("ix_container_requests_state", "state"),
     Index("ix_container_requests_container", "container_uuid", "state", "created_at"),
     Index("ix_container_requests_requesting", "requesting_container_uuid", "state", "created_at"),
+    # The dashboard's pages of top-level requests, newest first (migration 0004 says why).
+    Index("ix_container_requests_owner_top", "owner_uuid", "requesting_container_uuid", "created_at", "uuid"),
+    Index("ix_container_requests_top", "requesting_container_uuid", "created_at", "uuid"),
 )
 
 # Every container a request has used, in order: visibility, previous attempts, costs.

@@ -14,7 +14,8 @@ from cwl_crunch.store import Store, open_store
 from tests.support.postgres import ThrowawayPostgres, available
 from tests.support.service import RunningService, start_service
 
-pytest_plugins = ["tests.support.engines", "tests.support.slurm"]  # podman, bubblewrap and Slurm fixtures
+# podman, bubblewrap, Slurm and chromium (the dashboard's browser tests) fixtures
+pytest_plugins = ["tests.support.engines", "tests.support.slurm", "tests.support.browser"]
 
 DIALECTS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
 _TEMPLATE_DB = "crunch_template"

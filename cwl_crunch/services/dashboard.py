@@ -3,7 +3,8 @@
 Every query goes through the API's visibility rules (`visible_requests`, `visible_request`,
 `collections.find`), so a person sees in the dashboard exactly what their token shows them
 through the API. Filtering by derived status happens in the database (store/statuses.py) and
-lists are paged there too, so a page costs the same with ten requests or a hundred thousand.
+lists are paged there too, so a page never loads more rows than it shows. Deep pages still pay
+for OFFSET and each list for its COUNT (with 10,000 requests: 9–75 ms a page on this machine).
 """
 
 from __future__ import annotations

@@ -7,22 +7,18 @@ resubmission adopts every healthy step — finished or still running.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cwl_crunch.settings import Settings
-from cwl_crunch.store import Store
-from tests.support.cluster import Cluster, require_bwrap
-from tests.support.service import RealClock, start_service
+from tests.support.cluster import Cluster, sqlite_cluster
 
 pytestmark = pytest.mark.slow
 DATA = Path(__file__).parent.parent / "data" / "cwl"
@@ -31,20 +27,9 @@ EXAMPLES = Path(__file__).parent.parent.parent / "examples"
 
 @pytest.fixture
 def cluster(tmp_path: Path, sqlite_template: Path) -> Iterator[Cluster]:
-    require_bwrap()
-    (tmp_path / "data").mkdir()
-    shutil.copy(sqlite_template, tmp_path / "data" / "crunch.sqlite3")
-    store = Store(f"sqlite:///{tmp_path / 'data' / 'crunch.sqlite3'}")
-    settings = Settings(database_url=store.url, janitor_interval=0.5, container_heartbeat_timeout=timedelta(seconds=60))
-    service = start_service(store, settings, blob_root=tmp_path / "data" / "blobs", run_janitor=True, clock=RealClock())
-    cluster = Cluster(service, tmp_path)
-    cluster.start_dispatcher("--vcpus", "16", "--supervisors", "4")
-    try:
+    with sqlite_cluster(tmp_path, sqlite_template, real_clock=True, janitor_interval=0.5) as cluster:
+        cluster.start_dispatcher("--vcpus", "16", "--supervisors", "4")
         yield cluster
-    finally:
-        cluster.close()
-        service.stop()
-        store.dispose()
 
 
 class Runs:

@@ -3,7 +3,6 @@ in bubblewrap (tests/support/cluster.py), and chromium looking at them."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,12 +10,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from cwl_crunch.settings import Settings
-from cwl_crunch.store import Store
 from tests.support.browser import expect, log_in
-from tests.support.cluster import Cluster, require_bwrap
+from tests.support.cluster import Cluster, sqlite_cluster
 from tests.support.flows import ok
-from tests.support.service import start_service
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -30,20 +26,8 @@ PRINTER = "for i in $(seq 1 20); do echo line $i; sleep 0.3; done"
 @pytest.fixture
 def cluster(tmp_path: Path, sqlite_template: Path) -> Iterator[Cluster]:
     """A service over SQLite with a blob store; each test starts the dispatcher when it wants one."""
-    require_bwrap()
-    path = tmp_path / "data" / "crunch.sqlite3"
-    path.parent.mkdir()
-    shutil.copy(sqlite_template, path)
-    store = Store(f"sqlite:///{path}")
-    service = start_service(store, Settings(database_url=store.url, janitor_interval=0.2),
-                            blob_root=tmp_path / "data" / "blobs")
-    running = Cluster(service, tmp_path)
-    try:
+    with sqlite_cluster(tmp_path, sqlite_template) as running:
         yield running
-    finally:
-        running.close()
-        service.stop()
-        store.dispose()
 
 
 def _start_dispatcher(cluster: Cluster) -> None:

@@ -6,24 +6,19 @@ The Slurm cluster is started once per session by the `slurm` fixture (tests/supp
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pytest
 
-from cwl_crunch.settings import Settings
-from cwl_crunch.store import Store
-from tests.support.cluster import Cluster, require_bwrap
+from tests.support.cluster import Cluster, sqlite_cluster
 from tests.support.flows import ok
-from tests.support.service import RealClock, start_service
 from tests.support.slurm import ThrowawaySlurm
 
 pytestmark = pytest.mark.slow
@@ -31,32 +26,15 @@ EXAMPLES = Path(__file__).parent.parent.parent / "examples"
 MiB = 1 << 20
 
 
-def _start_cluster(root: Path, sqlite_template: Path) -> tuple[Cluster, Store]:
-    (root / "data").mkdir(parents=True)
-    shutil.copy(sqlite_template, root / "data" / "crunch.sqlite3")
-    store = Store(f"sqlite:///{root / 'data' / 'crunch.sqlite3'}")
-    settings = Settings(database_url=store.url, janitor_interval=0.5, container_heartbeat_timeout=timedelta(seconds=60))
-    service = start_service(store, settings, blob_root=root / "data" / "blobs", run_janitor=True, clock=RealClock())
-    return Cluster(service, root), store
-
-
-def _stop_cluster(cluster: Cluster, store: Store) -> None:
-    cluster.close()
-    cluster.service.stop()
-    store.dispose()
-
-
 @pytest.fixture
 def cluster(slurm: ThrowawaySlurm, tmp_path: Path, sqlite_template: Path) -> Iterator[Cluster]:
     """A service whose dispatcher runs every container as a Slurm job; the test starts it."""
-    require_bwrap()
-    cluster, store = _start_cluster(tmp_path, sqlite_template)
-    cluster.dispatcher_env = slurm.env
-    cluster.dispatcher_options = ["--backend", "slurm"]
     try:
-        yield cluster
+        with sqlite_cluster(tmp_path, sqlite_template, real_clock=True, janitor_interval=0.5) as cluster:
+            cluster.dispatcher_env = slurm.env
+            cluster.dispatcher_options = ["--backend", "slurm"]
+            yield cluster
     finally:
-        _stop_cluster(cluster, store)
         slurm.run("scancel", "--user=root")
         slurm.wait_for_no_jobs()
 
@@ -168,12 +146,9 @@ def test_a_cwl_workflow_through_slurm_gives_the_same_outputs_as_the_local_backen
     cluster.start_dispatcher()
     through_slurm = _run_workflow(cluster, tmp_path / "slurm-out")
 
-    local, store = _start_cluster(tmp_path / "local", sqlite_template)  # a separate service: nothing reused
-    try:
+    with sqlite_cluster(tmp_path / "local", sqlite_template, real_clock=True) as local:  # nothing reused
         local.start_dispatcher("--vcpus", "8")
         through_local = _run_workflow(local, tmp_path / "local-out")
-    finally:
-        _stop_cluster(local, store)
 
     def files(outputs: dict[str, Any]) -> dict[str, tuple[str, bytes]]:
         return {name: (value["checksum"], Path(unquote(urlparse(value["location"]).path)).read_bytes())

@@ -9,16 +9,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from cwl_crunch.settings import Settings
+from cwl_crunch.store import Store
 from tests.support.flows import ok
-from tests.support.service import RunningService, request_body
+from tests.support.service import RealClock, RunningService, request_body, start_service
 
 FINAL = ("Complete", "Cancelled")
 
@@ -116,3 +120,27 @@ class Cluster:
                 os.killpg(pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+@contextmanager
+def sqlite_cluster(root: Path, sqlite_template: Path, *, real_clock: bool = False,
+                   heartbeat_timeout: float = 60, janitor_interval: float = 0.2) -> Iterator[Cluster]:
+    """A service over a copy of the migrated SQLite template in ROOT/data (blobs beside it), ready
+    for a dispatcher the test starts; stopped with everything it ran afterwards. `real_clock`:
+    the server keeps real time and runs its janitor (heartbeats and dispatchers can time out)."""
+    require_bwrap()
+    path = root / "data" / "crunch.sqlite3"
+    path.parent.mkdir(parents=True)
+    shutil.copy(sqlite_template, path)
+    store = Store(f"sqlite:///{path}")
+    settings = Settings(database_url=store.url, janitor_interval=janitor_interval,
+                        container_heartbeat_timeout=timedelta(seconds=heartbeat_timeout))
+    service = start_service(store, settings, blob_root=root / "data" / "blobs", run_janitor=real_clock,
+                            clock=RealClock() if real_clock else None)
+    cluster = Cluster(service, root)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+        service.stop()
+        store.dispose()

@@ -46,9 +46,12 @@ def _unavailable() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless chromium for the whole session (each test gets a fresh context: no shared cookies)."""
+    """One headless chromium per test module (each test gets a fresh context: no shared cookies).
+
+    Not one per session: Playwright's synchronous API keeps an asyncio loop running in the main
+    thread while it is started, and every later test calling asyncio.run() would fail."""
     reason = _unavailable()
     if reason is not None:
         if os.environ.get("CI") == "true":

@@ -13,17 +13,15 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from cwl_crunch.settings import Settings
 from cwl_crunch.store import Store
 from cwl_crunch.store.schema import live_logs
-from tests.support.cluster import Cluster, require_bwrap
+from tests.support.cluster import Cluster, cluster_over, require_bwrap
 from tests.support.flows import ok
-from tests.support.service import RealClock, start_service
 
 STAMPED = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (.*)$")
 GiB = 1 << 30
@@ -41,26 +39,11 @@ def sqlite_store(tmp_path: Path, sqlite_template: Path) -> Iterator[Store]:
     store.dispose()
 
 
-def _cluster(store: Store, tmp_path: Path, blobs_read_only: bool = False, heartbeat_timeout: float = 60) -> Iterator[Cluster]:
-    """With `heartbeat_timeout` short, the server runs on the real clock with its janitor on."""
-    require_bwrap()
-    settings = Settings(database_url=store.url, blobs_read_only=blobs_read_only, janitor_interval=0.2,
-                        container_heartbeat_timeout=timedelta(seconds=heartbeat_timeout))
-    real = heartbeat_timeout < 60
-    service = start_service(store, settings, blob_root=tmp_path / "data" / "blobs", run_janitor=real,
-                            clock=RealClock() if real else None)
-    cluster = Cluster(service, tmp_path)
-    try:
-        yield cluster
-    finally:
-        cluster.close()
-        service.stop()
-
-
 @pytest.fixture
 def cluster(sqlite_store: Store, tmp_path: Path) -> Iterator[Cluster]:
     """A cluster whose dispatcher is started by the test (so it can choose the options)."""
-    yield from _cluster(sqlite_store, tmp_path)
+    with cluster_over(sqlite_store, tmp_path) as running:
+        yield running
 
 
 @pytest.fixture(params=["local", "podman"])
@@ -218,7 +201,7 @@ def test_more_ram_than_the_dispatcher_has_is_unsatisfiable(cluster: Cluster) -> 
 
 
 def test_a_log_collection_that_cannot_be_saved_keeps_the_live_log(image: str, sqlite_store: Store, tmp_path: Path) -> None:
-    for cluster in _cluster(sqlite_store, tmp_path, blobs_read_only=True):
+    with cluster_over(sqlite_store, tmp_path, blobs_read_only=True) as cluster:
         cluster.shared_blobs = False  # crunch-run must go through the API, which refuses new blobs
         cluster.start_dispatcher()
         request = cluster.submit(container_image=image, command=["echo", "kept"])
@@ -245,7 +228,7 @@ def _alive(pid: int) -> bool:
 
 def test_crunch_run_killed_is_retried_after_the_heartbeat_timeout(sqlite_store: Store, tmp_path: Path) -> None:
     """Real time throughout: a 2 s heartbeat timeout, the janitor running, the retry backoff waited out."""
-    for running_cluster in _cluster(sqlite_store, tmp_path, heartbeat_timeout=2):
+    with cluster_over(sqlite_store, tmp_path, real_clock=True, heartbeat_timeout=2) as running_cluster:
         running_cluster.start_dispatcher()
         _killed_crunch_run_is_retried(running_cluster)
 

@@ -123,17 +123,13 @@ class Cluster:
 
 
 @contextmanager
-def sqlite_cluster(root: Path, sqlite_template: Path, *, real_clock: bool = False,
-                   heartbeat_timeout: float = 60, janitor_interval: float = 0.2) -> Iterator[Cluster]:
-    """A service over a copy of the migrated SQLite template in ROOT/data (blobs beside it), ready
-    for a dispatcher the test starts; stopped with everything it ran afterwards. `real_clock`:
-    the server keeps real time and runs its janitor (heartbeats and dispatchers can time out)."""
+def cluster_over(store: Store, root: Path, *, real_clock: bool = False, heartbeat_timeout: float = 60,
+                 janitor_interval: float = 0.2, blobs_read_only: bool = False) -> Iterator[Cluster]:
+    """A service over `store` with its blobs in ROOT/data/blobs, ready for a dispatcher the test
+    starts; stopped with everything it ran afterwards. `real_clock`: the server keeps real time
+    and runs its janitor (heartbeats and dispatchers can time out)."""
     require_bwrap()
-    path = root / "data" / "crunch.sqlite3"
-    path.parent.mkdir(parents=True)
-    shutil.copy(sqlite_template, path)
-    store = Store(f"sqlite:///{path}")
-    settings = Settings(database_url=store.url, janitor_interval=janitor_interval,
+    settings = Settings(database_url=store.url, janitor_interval=janitor_interval, blobs_read_only=blobs_read_only,
                         container_heartbeat_timeout=timedelta(seconds=heartbeat_timeout))
     service = start_service(store, settings, blob_root=root / "data" / "blobs", run_janitor=real_clock,
                             clock=RealClock() if real_clock else None)
@@ -143,4 +139,17 @@ def sqlite_cluster(root: Path, sqlite_template: Path, *, real_clock: bool = Fals
     finally:
         cluster.close()
         service.stop()
+
+
+@contextmanager
+def sqlite_cluster(root: Path, sqlite_template: Path, **options: Any) -> Iterator[Cluster]:
+    """`cluster_over` a copy of the migrated SQLite template in ROOT/data."""
+    path = root / "data" / "crunch.sqlite3"
+    path.parent.mkdir(parents=True)
+    shutil.copy(sqlite_template, path)
+    store = Store(f"sqlite:///{path}")
+    try:
+        with cluster_over(store, root, **options) as cluster:
+            yield cluster
+    finally:
         store.dispose()

@@ -20,9 +20,10 @@ from .children import Children
 from .executor import CrunchExecutor
 from .job import CrunchTool
 from .keepfs import CollectionFsAccess, Keep
+from .packing import embed_step_tools
 from .report import Reporter, terminal_publisher
 from .request import OUTPUT_PATH
-from .schemas import share_core_types
+from .schemas import cache_schema_loads, share_core_types
 
 DEFAULT_PRIORITY = 500
 
@@ -64,6 +65,7 @@ def _priority(value: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    cache_schema_loads()
     if not args.workflow:
         return cwltool.main.main(args=args)  # --version, --help-like uses: cwltool's own answers
     try:
@@ -97,6 +99,8 @@ def run_local(args: argparse.Namespace, api: Client, keep: Keep) -> int:
 
 def _make_tool(toolpath_object: dict[str, Any], loading_context: LoadingContext, children: Children) -> Any:
     share_core_types()
+    if toolpath_object.get("class") == "Workflow":
+        embed_step_tools(toolpath_object, loading_context)
     if toolpath_object.get("class") == "CommandLineTool":
         return CrunchTool(toolpath_object, loading_context, children)
     return default_make_tool(toolpath_object, loading_context)

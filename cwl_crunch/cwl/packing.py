@@ -1,10 +1,17 @@
-"""Repairs to the packed workflow that the runner container receives.
+"""The packed workflow that the runner container receives: repairs, and loading it cheaply.
 
 cwltool's packer loses a tool output whose id is also one of that tool's input ids (CWL allows
 an input and an output with the same name): the packed output is a bare `{"$import": "#tool.cwl/x"}`,
 without its type or outputBinding, and the step then produces nothing (the conformance test
 `iwd-subdir` does this; `cwltool --pack` shows it). The tool loaded from the original files is
 right, so such outputs are put back from it.
+
+Loading a packed workflow, cwltool builds each step's tool with `load_tool(run)`, and `run` is a
+fragment of the same document (`workflow.json#tool.cwl`): every step resolves and validates the
+whole graph again, so loading is quadratic in the number of steps (about 1 s of the runner's
+start on a 50-step chain). The document was resolved, validated and updated whole before its
+first process is built, so `embed_step_tools` hands each step its tool from the loader's index
+instead, as if it had been written inline.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urldefrag
 
 
 def restore_lost_outputs(packed: Any, tool: Any) -> Any:
@@ -68,3 +76,14 @@ def _mentions_a_file_uri(node: Any, skip: str = "") -> bool:
     if isinstance(node, list):
         return any(_mentions_a_file_uri(item) for item in node)
     return False
+
+
+def embed_step_tools(workflow: Any, loading_context: Any) -> None:
+    """Replace each step's `run` reference into the workflow's own document by (a copy of) the
+    tool the loader already holds for it; references to other documents are left alone."""
+    index = loading_context.loader.idx if loading_context.loader is not None else {}
+    document = urldefrag(str(workflow.get("id", "")))[0]
+    for step in workflow.get("steps", []):
+        run = step.get("run")
+        if isinstance(run, str) and urldefrag(run)[0] == document and run in index:
+            step["run"] = copy.deepcopy(index[run])

@@ -1,21 +1,45 @@
-"""Loading the CWL schema once per process instead of twice.
+"""Making CWL schema loads cheap: one load per process, and a disk cache across processes.
 
-cwltool validates a document with the schema of its `cwlVersion`, then, when it builds the
-first tool, loads the v1.0 schema as well, only to take three type definitions from it (`Any`,
-`File`, `Directory`, which it uses to check input and output objects). Loading a schema parses
-its YAML and costs about 0.35 s here for v1.0, once in the client and once more in the runner
-container. These three definitions are the same in every CWL version's schema (they differ only in
-a JSON-LD annotation that the Avro types built from them do not use), so they are taken from the
-schema already loaded.
+cwltool loads a CWL schema (parsing its YAML with schema-salad) for every version a run touches:
+the document's own version, the internal version every loaded document is updated to (the tools
+of a workflow's steps are validated with that one), and v1.0 for three type definitions. Each load
+costs 0.4–0.5 s here, in the client and again in the runner container: on a short workflow that
+is most of the run.
+
+Two remedies:
+
+- `share_core_types()` gives cwltool the `Any`, `File` and `Directory` definitions from a schema
+  already loaded, so v1.0 is never loaded for them. They are the same in every CWL version's
+  schema (they differ only in a JSON-LD annotation that the Avro types built from them do not use).
+- `cache_schema_loads()` keeps each loaded schema in a pickle under the installation's prefix
+  (`<sys.prefix>/var/cache/cwl-crunch/`, or `$CWL_CRUNCH_SCHEMA_CACHE`), named by a digest of
+  everything the load depends on: the schema texts cwltool hands to schema-salad and the versions
+  of Python, schema-salad, cwltool and ruamel.yaml. Unpickling takes about 10 ms. A runner
+  container runs the same interpreter and sees the host's files read-only, so it finds the cache
+  the client wrote. Only a prefix's owner can write there, so the pickles are as trusted as the
+  installed code; a cache that cannot be read or written is skipped silently and the schema is
+  loaded as usual.
 """
 
 from __future__ import annotations
 
+import copyreg
+import hashlib
+import os
+import pickle
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
 from cwltool import process
+from schema_salad.ref_resolver import NormDict
 
 _ANY = "https://w3id.org/cwl/salad#Any"
 _FILE = "https://w3id.org/cwl/cwl#File"
 _DIRECTORY = "https://w3id.org/cwl/cwl#Directory"
+_LIBRARIES = ("schema-salad", "cwltool", "ruamel.yaml")
 
 
 def share_core_types() -> None:
@@ -28,3 +52,65 @@ def share_core_types() -> None:
         if _ANY in index and _FILE in index and _DIRECTORY in index:
             process.SCHEMA_ANY, process.SCHEMA_FILE, process.SCHEMA_DIR = index[_ANY], index[_FILE], index[_DIRECTORY]
             return
+
+
+def cache_dir() -> Path:
+    configured = os.environ.get("CWL_CRUNCH_SCHEMA_CACHE")
+    return Path(configured) if configured else Path(sys.prefix, "var", "cache", "cwl-crunch")
+
+
+def cache_schema_loads() -> None:
+    """Route cwltool's schema loads through the disk cache (idempotent)."""
+    if not getattr(process.load_schema, "cached_on_disk", False):
+        process.load_schema = _cached(process.load_schema)
+
+
+def _cached(load: Any) -> Any:
+    def load_schema(name: str, cache: dict[str, Any] | None = None) -> Any:
+        path = cache_dir() / f"schema-{_key(name, cache or {})}.pickle"
+        try:
+            with open(path, "rb") as stored:
+                return pickle.load(stored)
+        except Exception:  # missing, unreadable or from an incompatible build: load it anew
+            pass
+        loaded = load(name, cache=cache)
+        _store(path, loaded)
+        return loaded
+
+    load_schema.cached_on_disk = True  # type: ignore[attr-defined]
+    return load_schema
+
+
+def _key(name: str, texts: dict[str, Any]) -> str:
+    digest = hashlib.sha256(sys.version.encode())
+    for library in _LIBRARIES:
+        digest.update(b"\0" + library.encode() + b"=" + metadata.version(library).encode())
+    digest.update(b"\0" + name.encode())
+    for url in sorted(texts):
+        digest.update(b"\0" + url.encode() + b"\0" + str(texts[url]).encode())
+    return digest.hexdigest()[:32]
+
+
+def _store(path: Path, loaded: Any) -> None:
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".schema-", delete=False) as out:
+            temporary = out.name
+            pickle.dump(loaded, out, protocol=pickle.HIGHEST_PROTOCOL)
+        os.chmod(temporary, 0o644)  # readable by containers running as another user
+        os.replace(temporary, path)  # whole or absent, whatever runs at the same time
+    except Exception:  # a read-only installation: no cache, nothing else changes
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+
+
+def _rebuild_normdict(normalize: Any, items: dict[str, Any]) -> NormDict:
+    rebuilt = NormDict(normalize)
+    rebuilt.update(items)
+    return rebuilt
+
+
+# schema-salad's NormDict (compiled) sets its `normalize` in __init__; pickle's default restores
+# the items before any attribute, so it is rebuilt through its constructor instead.
+copyreg.pickle(NormDict, lambda d: (_rebuild_normdict, (d.normalize, dict(d))))

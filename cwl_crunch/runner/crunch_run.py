@@ -27,9 +27,9 @@ from .. import __version__
 from ..client import ApiError, Client
 from ..domain.validation import PDH_RE
 from . import crunchstat, staging, watch
-from .outcome import Failure, Outcome
 from .keep import Keep
 from .logs import LiveSender, LogFile, Throttle
+from .outcome import Failure, Outcome
 from .runtimes import (
     NOT_STARTED,
     Bind,
@@ -75,7 +75,7 @@ class CrunchRun:
         self.logs: dict[str, LogFile] = {}
         self.streams: dict[str, Path] = {}  # stdin/stdout/stderr mounts as host files
         self.live: LiveSender | None = None
-        self.upload_announced = False  # runtime_status.activity "uploading output" already sent
+        self.running = False  # Running recorded: from here on, (partial) output is saved
 
     # -- the steps -----------------------------------------------------------------------
 
@@ -94,8 +94,6 @@ class CrunchRun:
             self.say(f"container {self.uuid}: {self.container['command']}")
             binds, streams = self._stage()
             self.runtime, self.spec = self._prepare(binds, streams)
-            self._set({"state": "Running", "runtime_status": {"activity": None}})
-            self.say("state Running")
             exit_code = self._execute()
         except Failure as failure:
             self.say(f"error: {failure.error}")
@@ -197,10 +195,13 @@ class CrunchRun:
     def _execute(self) -> int | None:
         """Run the process to its end (or until cancelled / timed out); its exit code."""
         assert self.runtime is not None and self.spec is not None
+        held = self.runtime.holds_start  # set up while Running is recorded, run once it is
+        if not held:
+            self._running()
         files = {name: self.streams[name].open("wb") for name in ("stdout", "stderr") if name in self.streams}
         self.spec.stdout, self.spec.stderr = files.get("stdout"), files.get("stderr")
         try:
-            self.process = self.runtime.start(self.spec)
+            self.process = self.runtime.start(self.spec, held=held)
         except CommandNotStarted as error:
             raise Failure(str(error), cause="setup") from error
         except OSError as error:
@@ -208,6 +209,13 @@ class CrunchRun:
         finally:
             for f in files.values():
                 f.close()
+        if held:
+            try:
+                self._running()
+            except BaseException:
+                self.runtime.abandon(self.process)
+                raise
+            self.runtime.release(self.process)
         self.say(f"started process {self.process.pid}")
         pumps = [LogFile.pump(self.logs[name], stream) for stream, name in
                  ((self.process.stdout, "stdout.txt"), (self.process.stderr, "stderr.txt")) if stream is not None]
@@ -233,23 +241,18 @@ class CrunchRun:
         problem = self.runtime.start_failure(returncode, self._first_stderr_line())
         if problem is not None:
             raise Failure(f"{NOT_STARTED.format(self.spec.command[0])} ({problem})", cause="setup")
-        exit_code = returncode if returncode >= 0 else 128 - returncode
-        if self.outcome.state is None:  # one update: the exit code, and what comes next if it takes a while
-            changes: dict[str, Any] = {"exit_code": exit_code}
-            if self._has_output():
-                changes["runtime_status"] = {"activity": "uploading output"}
-                self.upload_announced = True
-            self._quietly(self._set, changes)
-        return exit_code
+        return returncode if returncode >= 0 else 128 - returncode
+
+    def _running(self) -> None:
+        """Running is recorded before any user code starts (SPEC §7)."""
+        self._set({"state": "Running", "runtime_status": {"activity": None}})
+        self.running = True
+        self.say("state Running")
 
     def _output_dir(self) -> Path | None:
         """The output directory on the host, if the container got one."""
         output_dir = staging.host_path(self.spec.binds if self.spec else [], self.container["output_path"], "/")
         return output_dir if output_dir is not None and output_dir.is_dir() else None
-
-    def _has_output(self) -> bool:
-        output_dir = self._output_dir()
-        return output_dir is not None and any(output_dir.iterdir())
 
     def _first_stderr_line(self) -> bytes:
         """What the process (or the runtime, failing to start it) printed first, without its stamp."""
@@ -264,17 +267,29 @@ class CrunchRun:
         keep = self._keep()
         changes: dict[str, Any] = {}
         finished = self.outcome.state is None and exit_code is not None  # Complete once the output is saved
-        output_dir = self._output_dir()
+        output_dir = self._output_dir() if self.running else None
         if output_dir is not None:  # partial output is saved on Cancelled too
-            if not self.upload_announced and any(output_dir.iterdir()):
-                self._quietly(self._status, {"activity": "uploading output"})
+            # The exit code and the upload are shown only if saving the output takes a while;
+            # otherwise they arrive with the final state, one update instead of two.
+            shown: dict[str, Any] = {"runtime_status": {"activity": "uploading output"}}
+            if finished:
+                shown["exit_code"] = exit_code
+            announce = threading.Timer(ACTIVITY_DELAY_SECONDS, self._quietly, (self._set, shown))
+            if any(output_dir.iterdir()):
+                announce.start()
             try:
                 manifest = keep.capture(output_dir, self.container.get("output_glob") or None)
                 changes["output"] = keep.save(manifest, f"output for {self.uuid}")
                 self.say(f"output {changes['output']}")
             except Exception as error:  # noqa: BLE001 - Complete becomes Cancelled, reported
                 self.say(f"error: cannot save the output: {error}")
+                if finished:  # Cancelled carries no exit code: record it first
+                    self._quietly(self._set, {"exit_code": exit_code})
                 self.outcome.decide("Cancelled", "infrastructure", f"cannot save the output: {error}")
+            finally:
+                announce.cancel()
+                if announce.is_alive():
+                    announce.join()  # an announcement being sent must not land after the final state
         if finished:
             self.outcome.decide("Complete")
         state = self.outcome.state or "Cancelled"

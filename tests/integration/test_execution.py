@@ -101,6 +101,20 @@ def test_echo_runs_to_complete_with_logs(image: str, running_cluster: Cluster, s
     assert final["state"] == "Final" and final["log_uuid"] and final["output_uuid"]
 
 
+def test_a_short_container_sends_its_exit_code_with_its_final_state(image: str, running_cluster: Cluster) -> None:
+    # "uploading output" and the exit code are announced only when saving the output takes a
+    # while (0.5 s): a short container goes from Running to Complete in one update.
+    request = running_cluster.submit(container_image=image, command=["sh", "-c", "echo x > /var/spool/cwl/out.txt"])
+    container = running_cluster.wait_final(request["container_uuid"])
+    assert (container["state"], container["exit_code"]) == ("Complete", 0)
+    events = [e for e in ok(running_cluster.admin.get("/events/batch", params={"since": 0}))["items"]
+              if e["object_uuid"] == container["uuid"] and e["event_type"] == "update"]
+    states = [e["properties"]["new_state"] for e in events]
+    after_running = events[states.index("Running") + 1:]
+    assert [e["properties"]["new_state"] for e in after_running] == ["Complete"], events
+    assert {"exit_code", "output", "log"} <= set(after_running[0]["properties"]["changed"])
+
+
 def test_false_completes_with_exit_code_1(image: str, running_cluster: Cluster) -> None:
     request = running_cluster.submit(container_image=image, command=["false"])
     container = running_cluster.wait_final(request["container_uuid"])

@@ -1,4 +1,5 @@
-"""cwltool loads one CWL schema per process, not two (cwl_crunch.cwl.schemas)."""
+"""cwltool loads one CWL schema per process, not two, and reuses loads across processes through
+a disk cache (cwl_crunch.cwl.schemas)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,59 @@ def test_a_v1_2_workflow_loads_only_the_v1_2_schema() -> None:
 def test_without_the_hook_cwltool_would_load_v1_0_too() -> None:
     # What share_core_types saves: the same load with cwltool's own constructor alone.
     assert _loaded_schemas(EXAMPLES / "scatter.cwl", "plain") == "['v1.0', 'v1.2'] Workflow"
+
+
+# A fresh interpreter loading a workflow with the disk cache on: how many schemas schema-salad
+# really had to load, and what the cached loads give.
+CACHED_PROBE = textwrap.dedent("""
+    import sys
+    from cwltool import process
+    from cwltool.context import LoadingContext
+    from cwltool.load_tool import load_tool
+    from cwltool.workflow import default_make_tool
+    from cwl_crunch.cwl.schemas import cache_schema_loads
+
+    real_loads = []
+    original = process.load_schema
+    process.load_schema = lambda name, cache=None: real_loads.append(name) or original(name, cache=cache)
+    cache_schema_loads()
+    loading = LoadingContext()
+    loading.construct_tool_object = default_make_tool
+    tool = load_tool(sys.argv[1], loading)
+    print(len(real_loads), type(tool).__name__, len(tool.steps))
+""")
+
+
+def _cached_load(document: Path, cache: Path) -> str:
+    done = subprocess.run([sys.executable, "-c", CACHED_PROBE, str(document)], capture_output=True, text=True,
+                          timeout=120, env={"CWL_CRUNCH_SCHEMA_CACHE": str(cache), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_schema_loads_are_cached_on_disk_across_processes(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = _cached_load(EXAMPLES / "scatter.cwl", cache)
+    loads = int(first.split()[0])
+    assert loads >= 1
+    pickles = sorted(cache.glob("schema-*.pickle"))
+    assert len(pickles) == loads
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in pickles)
+    # The next process loads nothing itself and builds the same workflow from the cached schemas.
+    assert _cached_load(EXAMPLES / "scatter.cwl", cache) == "0" + first[len(str(loads)):]
+
+
+def test_an_unreadable_cache_entry_is_loaded_anew_and_replaced(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first = _cached_load(EXAMPLES / "scatter.cwl", cache)
+    for stored in cache.glob("schema-*.pickle"):
+        stored.write_bytes(b"not a pickle")
+    assert _cached_load(EXAMPLES / "scatter.cwl", cache) == first
+    assert _cached_load(EXAMPLES / "scatter.cwl", cache).startswith("0 ")
+
+
+def test_without_a_writable_cache_directory_schemas_are_loaded_as_usual(tmp_path: Path) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    first = _cached_load(EXAMPLES / "scatter.cwl", blocked / "cache")
+    assert first == _cached_load(EXAMPLES / "scatter.cwl", blocked / "cache") and not first.startswith("0 ")

@@ -70,15 +70,25 @@ class ProcessSpec:
 
 class Runtime(Protocol):
     name: str
+    # True: `start(spec, held=True)` sets the process up but holds it before the command runs,
+    # until `release` (crunch-run overlaps that setup with its Running update).
+    holds_start: bool
 
     def prepare(self, spec: ProcessSpec) -> None:
         """Check the runtime works here and the image is available (raise RuntimeUnavailable/ImageNotFound)."""
 
-    def start(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
-        """Start the process in its own process group (a signal reaches everything it started).
+    def start(self, spec: ProcessSpec, held: bool = False) -> subprocess.Popen[bytes]:
+        """Start the process in its own process group (a signal reaches everything it started);
+        with `held` (only where `holds_start`), stop short of running the command.
 
         Raises CommandNotStarted when it can tell before starting that the command cannot run.
         """
+
+    def release(self, process: subprocess.Popen[bytes]) -> None:
+        """Let a held process run its command."""
+
+    def abandon(self, process: subprocess.Popen[bytes]) -> None:
+        """Kill a held process before its command ran."""
 
     def start_failure(self, returncode: int, stderr_head: bytes) -> str | None:
         """After the process exited: if it never really started (the runtime, not the command,

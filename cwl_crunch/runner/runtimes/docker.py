@@ -62,6 +62,7 @@ class DockerRuntime:
     """Runs each process as `<engine> run --rm …` of an image already loaded in the engine."""
 
     name = "docker"
+    holds_start = False  # the engine's client starts the command in one go
 
     def __init__(self, engine: str = "podman") -> None:
         self.engine = engine  # a name looked up on PATH, or a path
@@ -82,7 +83,9 @@ class DockerRuntime:
         if found is None:
             raise ImageNotFound(f"image {spec.image} is not available in {self._label}: {error}")
 
-    def start(self, spec: ProcessSpec) -> subprocess.Popen[bytes]:
+    def start(self, spec: ProcessSpec, held: bool = False) -> subprocess.Popen[bytes]:
+        if held:
+            raise ValueError("the docker runtime cannot hold a process before its command")
         executable = self._executable()
         name = container_name(spec.name) or f"crunch-{uuid.uuid4().hex[:16]}"
         state_dir = Path(tempfile.mkdtemp(prefix="crunch-docker-"))  # mode 0700
@@ -118,6 +121,12 @@ class DockerRuntime:
         finally:
             if stdin is not subprocess.DEVNULL:
                 stdin.close()  # the client has its own copy
+
+    def release(self, process: subprocess.Popen[bytes]) -> None:
+        raise ValueError("the docker runtime holds no process")
+
+    def abandon(self, process: subprocess.Popen[bytes]) -> None:
+        raise ValueError("the docker runtime holds no process")
 
     def start_failure(self, returncode: int, stderr_head: bytes) -> str | None:
         if returncode == 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,10 @@ logger = logging.getLogger("cwltool.crunch")
 REQUEST_KIND = "arvados#containerRequest"
 CONTAINER_KIND = "arvados#container"
 CREATED_MEMORY = 10_000  # container creations remembered until their request is submitted
+# A submitted request's container is checked for being Running already (reused while running)
+# this long after submission, when its "create" event has had time to arrive and show it is new.
+REFRESH_DELAY = 0.25
+CHECK_BATCH = 100
 
 
 class Children:
@@ -41,17 +46,24 @@ class Children:
         self._created: set[str] = set()  # containers whose "create" event has been seen
         self._finishing: set[str] = set()  # requests whose _finish has started
         self._final_early: set[str] = set()
+        self._unchecked: dict[str, tuple[float, str]] = {}  # request → (submitted at, its container)
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="finish")
         self._events = EventFollower(api, self._on_event)
+        self._closing = threading.Event()
+        self._checker = threading.Thread(target=self._check_reused, name="reused", daemon=True)
         self.stopping = False
 
     def start(self) -> None:
         self._events.start()
+        self._checker.start()
         self.reporter.start()
 
     def close(self) -> None:
+        self._closing.set()
         self._events.stop()
+        if self._checker.is_alive():
+            self._checker.join()
         self._pool.shutdown(wait=True)
         self.reporter.stop()
 
@@ -81,7 +93,8 @@ class Children:
         if done:
             self._pool.submit(self._finish, uuid)
         elif container_uuid:
-            self._pool.submit(self._refresh, uuid, container_uuid)
+            with self._lock:
+                self._unchecked[uuid] = (time.monotonic(), container_uuid)
 
     def cancel_all(self) -> None:
         """Priority 0 for every child still going (Ctrl-C, or --on-error kill)."""
@@ -119,15 +132,32 @@ class Children:
             if any([self.progress.update(request_uuid, state) for request_uuid in requests]):
                 self.reporter.changed()
 
-    def _refresh(self, uuid: str, container_uuid: str) -> None:
-        """A reused container may be Running already: no event will say so."""
-        with self._lock:
-            if container_uuid in self._created:  # its creation was seen: it is new, not reused
-                self._created.discard(container_uuid)
-                return
-        state = self.api.get("containers", container_uuid).get("state")
-        if state == "Running" and self.progress.update(uuid, ChildState.RUNNING):
-            self.reporter.changed()
+    def _check_reused(self) -> None:
+        """A reused container may be Running already, and no event will say so: the containers of
+        requests submitted REFRESH_DELAY ago whose creation was not seen are read, in one list."""
+        while not self._closing.wait(REFRESH_DELAY):
+            due = time.monotonic() - REFRESH_DELAY
+            with self._lock:
+                ready = {uuid: c for uuid, (at, c) in self._unchecked.items() if at <= due}
+                for uuid in ready:
+                    del self._unchecked[uuid]
+                unknown = {uuid: c for uuid, c in ready.items()
+                           if c not in self._created and uuid in self.jobs and uuid not in self._finishing}
+                self._created.difference_update(ready.values())
+            if not unknown:
+                continue
+            containers = sorted(set(unknown.values()))
+            running: set[str] = set()
+            try:
+                for start in range(0, len(containers), CHECK_BATCH):  # the filter travels in the URL
+                    running.update(c["uuid"] for c in self.api.list(
+                        "containers", select=["uuid"],
+                        filters=[["uuid", "in", containers[start:start + CHECK_BATCH]], ["state", "=", "Running"]]))
+            except (ApiError, OSError) as error:
+                logger.debug("cannot check reused containers: %s", error)  # progress only: no harm done
+                continue
+            if any([self.progress.update(uuid, ChildState.RUNNING) for uuid, c in unknown.items() if c in running]):
+                self.reporter.changed()
 
     def _finish(self, uuid: str) -> None:
         # Claimed once: a request reused whole is Final when created, and its Final event may be

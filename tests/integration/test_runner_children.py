@@ -85,3 +85,29 @@ def test_identical_steps_sharing_one_container_all_count_as_running(service):
         assert progress.counters() == {"jobsComplete": 0, "jobsWaiting": 0, "jobsRunning": 2, "jobsFailed": 0}
     finally:
         children.close()
+
+
+def test_steps_that_reuse_running_containers_count_as_running(service):
+    """No event tells that a reused container is Running already: the runner reads the states
+    of such containers (in one list call) shortly after submitting."""
+    token = service.token("alice")
+    admin = service.admin()
+    bodies = [request_body(command=["echo", str(n)]) for n in range(3)]
+    for n in range(3):  # an earlier run's containers, running now
+        container = commit(service.client(token), command=["echo", str(n)])
+        admin.post(f"/containers/{container['container_uuid']}/lock")
+        admin.put(f"/containers/{container['container_uuid']}", json={"state": "Running"})
+    api = Client(service.url, token)
+    progress = Progress()
+    children = Children(api, Keep(api), Reporter(progress, lambda status: None))
+    children.start()
+    try:
+        for body in bodies:
+            children.submit(WaitingJob(), body)
+        assert progress.counters()["jobsWaiting"] == 3  # what the requests say until checked
+        deadline = time.monotonic() + 10
+        while progress.counters()["jobsRunning"] != 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert progress.counters() == {"jobsComplete": 0, "jobsWaiting": 0, "jobsRunning": 3, "jobsFailed": 0}
+    finally:
+        children.close()

@@ -296,13 +296,16 @@ class CrunchRun:
         self.say(f"final state {state}" + (f" ({self.outcome.error})" if self.outcome.error else ""))
         for log in self.logs.values():
             log.close()
-        if self.live is not None:
-            self.live.close()
+        # Lines not yet sent live (all of them, for a container shorter than a second) go to the
+        # server only if the log collection cannot be saved: it holds them all.
+        unsent = self.live.close(send_pending=False) if self.live is not None else {}
         try:
             changes["log"] = keep.save(keep.capture(self.workdir / "log"), f"log for {self.uuid}")
         except Exception as error:  # noqa: BLE001 - the live log is kept by the server
             print(f"crunch-run {self.uuid}: cannot save the log collection (the live log is kept): {error}",
                   file=sys.stderr)
+            if unsent:
+                self._quietly(self._send_live, unsent)
         if state == "Queued":
             self._unlock_quietly()
             return 1

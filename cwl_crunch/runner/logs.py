@@ -94,6 +94,7 @@ class LiveSender:
         self._size = 0
         self._lock = threading.Condition()
         self._closed = False
+        self._send_pending = True  # on close: send what is left, or leave it to the caller
         self._thread = threading.Thread(target=self._run, name="live-log", daemon=True)
         self._thread.start()
 
@@ -124,8 +125,8 @@ class LiveSender:
             with self._lock:
                 while not self._due(last):
                     self._lock.wait(timeout=BATCH_SECONDS - (time.monotonic() - last) if self._pending else None)
-                batch = self._take()
                 closed = self._closed
+                batch = self._take() if not closed or self._send_pending else {}
             if batch:
                 last = time.monotonic()
                 try:
@@ -135,12 +136,16 @@ class LiveSender:
             if closed:
                 return
 
-    def close(self, timeout: float = 30.0) -> None:
-        """Send what is pending and stop."""
+    def close(self, timeout: float = 30.0, send_pending: bool = True) -> dict[str, str]:
+        """Stop, after sending what is pending; with `send_pending=False` what was not sent yet
+        is returned instead (a caller about to save the whole log elsewhere need not send it)."""
         with self._lock:
             self._closed = True
+            self._send_pending = send_pending
             self._lock.notify()
         self._thread.join(timeout)
+        with self._lock:
+            return self._take()
 
 
 class LogFile:

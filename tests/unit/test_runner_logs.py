@@ -98,6 +98,18 @@ def test_live_sender_batches_at_most_once_per_second() -> None:
     assert not done.is_set()
 
 
+def test_live_sender_can_hand_back_what_it_has_not_sent_instead_of_sending_it() -> None:
+    sent: list[dict[str, str]] = []
+    sender = LiveSender(sent.append, lambda e: None)
+    sender.add("stdout.txt", b"one\n")
+    sender.add("stderr.txt", b"two\n")
+    assert sender.close(send_pending=False) == {"stdout.txt": "one\n", "stderr.txt": "two\n"}
+    assert sent == []  # a container shorter than a second sends nothing live
+    flushed = LiveSender(sent.append, lambda e: None)
+    flushed.add("stdout.txt", b"three\n")
+    assert flushed.close() == {} and sent == [{"stdout.txt": "three\n"}]
+
+
 def test_crunchstat_counts_the_process_group_from_a_member_list_or_the_whole_host() -> None:
     process = subprocess.Popen(["sleep", "30"], start_new_session=True)
     try:

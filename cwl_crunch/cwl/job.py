@@ -12,8 +12,10 @@ from cwltool.command_line_tool import CommandLineTool
 from cwltool.context import LoadingContext, RuntimeContext
 from cwltool.errors import UnsupportedRequirement, WorkflowException
 from cwltool.job import JobBase
+from cwltool.process import compute_checksums
+from cwltool.utils import adjustFileObjs
 
-from .keepfs import location
+from .keepfs import Keep, location
 from .pathmapper import KEEP_ROOT, CollectionPathMapper
 from .request import OUTPUT_PATH, TMP_PATH, JobSpec, Staged, build_request
 
@@ -46,10 +48,29 @@ class CrunchTool(CommandLineTool):
             raise UnsupportedRequirement("InplaceUpdateRequirement: collections are immutable, so files cannot be updated in place")
         return partial(CrunchJob, children=self.children)
 
+    def collect_output_ports(self, ports: Any, builder: Any, outdir: str, rcode: int, compute_checksum: bool = True,
+                             jobname: str = "", readers: Any = None) -> Any:
+        """cwltool's, with checksums taken from the digests crunch-run recorded where it did (SHA-1
+        of each output file), so that files need not be read back to checksum them."""
+        outputs = super().collect_output_ports(ports, builder, outdir, rcode, compute_checksum=False, jobname=jobname,
+                                               readers=readers)
+        if compute_checksum:
+            adjustFileObjs(outputs, partial(_checksum, self.children.keep, builder.make_fs_access(outdir)))
+        return outputs
+
     def make_path_mapper(self, reffiles: Any, stagedir: str, runtime_context: RuntimeContext,
                          separate_dirs: bool) -> CollectionPathMapper:
         return CollectionPathMapper(reffiles, runtime_context.basedir, stagedir, separate_dirs,
                                     keep=self.children.keep)
+
+
+def _checksum(keep: Keep, fs_access: Any, file: dict[str, Any]) -> None:
+    digest = keep.sha1(str(file.get("location", ""))) if "checksum" not in file and "contents" not in file else None
+    if digest is None:
+        compute_checksums(fs_access, file)  # reads the file (or its contents)
+        return
+    file["checksum"] = f"sha1${digest}"
+    file["size"] = fs_access.size(file["location"])
 
 
 def _secret_command(secrets: Any, command: list[str]) -> str | None:
@@ -155,6 +176,7 @@ class CrunchJob(JobBase):
         status = self.outcome(container)
         outputs: dict[str, Any] = {}
         if container.get("output"):
+            self.children.keep.remember_sha1(container["output"], (container.get("output_properties") or {}).get("sha1"))
             try:
                 outputs = self.collect_outputs(location(container["output"]), container.get("exit_code"))
             except Exception as error:  # noqa: BLE001 - any output error fails the step, named

@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import posixpath
+import re
 import threading
 import urllib.parse
 from pathlib import Path
@@ -26,6 +27,7 @@ from ..files.blobs import FileBlobStore
 from ..runner.keep import store_file_over_api
 
 SCHEME = "keep:"
+_SHA1 = re.compile(r"[0-9a-f]{40}")
 
 
 def parse(location: str) -> tuple[str, str]:
@@ -75,6 +77,7 @@ class Keep:
         self.api = api
         self.local = FileBlobStore(blob_root, read_only=True) if blob_root is not None and blob_root.is_dir() else None
         self._manifests: dict[str, Manifest] = {}
+        self._sha1: dict[str, dict[str, str]] = {}  # pdh → path → SHA-1, as crunch-run recorded them
         self._uploaded: dict[tuple[str, int, int, int], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -87,6 +90,18 @@ class Keep:
                 raise FileNotFoundError(f"collection {pdh}: {error}") from error
             found = self._manifests[pdh] = Manifest(files)
         return found
+
+    def remember_sha1(self, pdh: str, digests: Any) -> None:
+        """The SHA-1 of a collection's files, from its container's `output_properties["sha1"]`."""
+        if isinstance(digests, dict) and digests:
+            self._sha1[pdh] = {p: d for p, d in digests.items() if isinstance(d, str) and _SHA1.fullmatch(d)}
+
+    def sha1(self, location: str) -> str | None:
+        """A file's SHA-1 without reading it, when its collection came with digests."""
+        if not location.startswith(SCHEME):
+            return None
+        pdh, path = parse(location)
+        return self._sha1.get(pdh, {}).get(path)
 
     def save(self, files: dict[str, Any], name: str) -> str:
         """Record a collection (if it is not known already); its portable data hash."""

@@ -17,6 +17,7 @@ from cwltool.workflow import default_make_tool
 from ..client import Client
 from ..domain.progress import Progress
 from .children import Children
+from .connection import Connection, Unreachable, inside_container
 from .executor import CrunchExecutor
 from .job import CrunchTool
 from .keepfs import CollectionFsAccess, Keep
@@ -68,16 +69,17 @@ def main(argv: list[str] | None = None) -> int:
     cache_schema_loads()
     if not args.workflow:
         return cwltool.main.main(args=args)  # --version, --help-like uses: cwltool's own answers
-    try:
-        api, blob_root = _connect(args)
-    except Exception as error:  # noqa: BLE001 - any failure to reach a service is the user's first message
-        print(f"cwl-crunch: cannot reach the container service: {error}", file=sys.stderr)
-        return 1
-    if args.submit and not _inside_container():
+    connection = Connection(args)
+    if args.submit and not inside_container():
         from .submit import submit
 
-        return submit(args, api, Keep(api, blob_root))
-    return run_local(args, api, Keep(api, blob_root))
+        return submit(args, connection)
+    try:
+        api, keep = connection.get()
+    except Unreachable as error:
+        print(f"cwl-crunch: {error}", file=sys.stderr)
+        return 1
+    return run_local(args, api, keep)
 
 
 def run_local(args: argparse.Namespace, api: Client, keep: Keep) -> int:
@@ -108,25 +110,6 @@ def _make_tool(toolpath_object: dict[str, Any], loading_context: LoadingContext,
 
 def _publish_own(api: Client, uuid: str, status: dict[str, Any]) -> None:
     api.update("containers", uuid, {"runtime_status": status})
-
-
-def _inside_container() -> bool:
-    return bool(os.environ.get("CRUNCH_CONTAINER_UUID"))
-
-
-def _connect(args: argparse.Namespace) -> tuple[Client, Path | None]:
-    """The shared service named, the container's own API, or the embedded local service."""
-    if args.api:
-        if not args.token:
-            raise ValueError("--api needs --token (or CWL_CRUNCH_TOKEN)")
-        return Client(args.api, args.token), None
-    if _inside_container() and os.environ.get("CRUNCH_API"):
-        blob_root = os.environ.get("CRUNCH_BLOB_ROOT")
-        return Client(os.environ["CRUNCH_API"], os.environ["CRUNCH_API_TOKEN"]), Path(blob_root) if blob_root else None
-    from ..embedded import default_data_dir, ensure_running
-
-    service = ensure_running(args.data_dir or default_data_dir())
-    return Client(service.api_url, service.token), service.blob_root
 
 
 def _version() -> str:

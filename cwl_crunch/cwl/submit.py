@@ -32,6 +32,7 @@ from schema_salad.ref_resolver import uri_file_path
 
 from ..client import Client
 from ..follow import EventFollower
+from .connection import Connection, Unreachable
 from .executor import check_supported
 from .keepfs import SCHEME, Keep, location
 from .packing import restore_lost_outputs
@@ -44,22 +45,25 @@ MOUNT_DIR = "/var/lib/cwl"
 RUNNER_RAM = 1 << 30
 
 
-def submit(args: argparse.Namespace, api: Client, keep: Keep) -> int:
+def submit(args: argparse.Namespace, connection: Connection) -> int:
+    """Submit the runner (or, for one tool with --wait, run it directly); the exit status."""
     _log_to_stderr(args)
-    if args.wait and _single_tool(args):
-        from .main import (
-            run_local,  # one tool needs no runner container: submitted directly
-        )
-
-        return run_local(args, api, keep)
+    single_tool = args.wait and _single_tool(args)
+    if not single_tool:
+        try:
+            packed, job_order, is_tool = _prepare(args)  # meanwhile the service is being reached
+        except (ValidationException, WorkflowException) as error:
+            print(f"cwl-crunch: {error}", file=sys.stderr)
+            return 33 if isinstance(error, UnsupportedRequirement) else 1
+        except SystemExit as exit:
+            return exit.code if isinstance(exit.code, int) else 1
+        single_tool = is_tool and args.wait
     try:
-        packed, job_order, is_tool = _prepare(args)
-    except (ValidationException, WorkflowException) as error:
+        api, keep = connection.get()
+    except Unreachable as error:
         print(f"cwl-crunch: {error}", file=sys.stderr)
-        return 33 if isinstance(error, UnsupportedRequirement) else 1
-    except SystemExit as exit:
-        return exit.code if isinstance(exit.code, int) else 1
-    if is_tool and args.wait:
+        return 1
+    if single_tool:
         from .main import (
             run_local,  # one tool needs no runner container: submitted directly
         )

@@ -45,6 +45,9 @@ from .runtimes.local import LocalRuntime, group_members, memory_usage
 
 LOG_FILES = ("crunch-run.txt", "stdout.txt", "stderr.txt", "crunchstat.txt")
 ACTIVITY_DELAY_SECONDS = 0.5  # a step taking longer than this is shown in runtime_status.activity
+# Output files' SHA-1 digests (CWL's checksums) go into the container's output_properties["sha1"]
+# unless there are more files than this, which would make the container record large.
+MAX_RECORDED_DIGESTS = 1000
 
 
 @dataclass
@@ -278,8 +281,12 @@ class CrunchRun:
             if any(output_dir.iterdir()):
                 announce.start()
             try:
-                manifest = keep.capture(output_dir, self.container.get("output_glob") or None)
+                digests: dict[str, str] = {}
+                manifest = keep.capture(output_dir, self.container.get("output_glob") or None, sha1=digests)
                 changes["output"] = keep.save(manifest, f"output for {self.uuid}")
+                if 0 < len(digests) <= MAX_RECORDED_DIGESTS:  # clients need not read files to checksum them
+                    changes["output_properties"] = {**(self.container.get("output_properties") or {}),
+                                                    "sha1": digests}
                 self.say(f"output {changes['output']}")
             except Exception as error:  # noqa: BLE001 - Complete becomes Cancelled, reported
                 self.say(f"error: cannot save the output: {error}")

@@ -73,8 +73,10 @@ class Keep:
 
     # -- outputs and logs ----------------------------------------------------------------
 
-    def capture(self, directory: Path, globs: list[str] | None = None) -> dict[str, Any]:
-        """Upload the files under `directory` (those matching `globs`, if any); their manifest."""
+    def capture(self, directory: Path, globs: list[str] | None = None,
+                sha1: dict[str, str] | None = None) -> dict[str, Any]:
+        """Upload the files under `directory` (those matching `globs`, if any); their manifest.
+        With `sha1`, each file's SHA-1 is put there too (hex, by path), from the same read."""
         manifest: dict[str, Any] = {}
         for root, dirs, files in os.walk(directory):
             dirs.sort()
@@ -86,16 +88,22 @@ class Keep:
                     continue
                 if not path.is_file() or not _inside(path, directory):
                     continue  # sockets, fifos, dangling links, links out of the output directory
-                manifest[relative] = self.store_file(path)
+                manifest[relative] = self.store_file(path, sha1, relative)
             if not files and not dirs and str(relative_root) != "." and not globs:
                 manifest[str(relative_root) + "/"] = {}
         return manifest
 
-    def store_file(self, path: Path) -> dict[str, Any]:
+    def store_file(self, path: Path, sha1: dict[str, str] | None = None, name: str = "") -> dict[str, Any]:
+        """Store one file's content (read once to hash it, again only if the store lacks it)."""
+        sha256, size, digest = _hash(path, with_sha1=sha1 is not None)
+        if sha1 is not None:
+            sha1[name] = digest
         if self.local is not None:
-            sha256, size = self.local.put_file(path)
-            return {"blob": sha256, "size": size}
-        return store_file_over_api(self.api, path)
+            if not self.local.has(sha256):
+                size = self.local.put(sha256, _chunks(path))  # changed meanwhile: BlobMismatch
+        elif not self.api.has_blob(sha256):
+            self.api.put_blob(sha256, path)
+        return {"blob": sha256, "size": size}
 
     def save(self, manifest: dict[str, Any], name: str) -> str:
         """Record a collection; its portable data hash."""
@@ -108,15 +116,28 @@ class Keep:
 
 def store_file_over_api(api: Client, path: Path) -> dict[str, Any]:
     """Upload a file as one blob unless the server has it already; its manifest entry."""
-    digest, size = hashlib.sha256(), 0
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    sha256 = digest.hexdigest()
+    sha256, size, _ = _hash(path, with_sha1=False)
     if not api.has_blob(sha256):
         api.put_blob(sha256, path)
     return {"blob": sha256, "size": size}
+
+
+def _hash(path: Path, with_sha1: bool) -> tuple[str, int, str]:
+    """(sha256, size, sha1 or "") of a file, read once."""
+    digest, sha1, size = hashlib.sha256(), hashlib.sha1() if with_sha1 else None, 0  # noqa: S324 - CWL's checksum
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+            if sha1 is not None:
+                sha1.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size, sha1.hexdigest() if sha1 is not None else ""
+
+
+def _chunks(path: Path):  # type: ignore[no-untyped-def]
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
 
 
 def _inside(path: Path, directory: Path) -> bool:

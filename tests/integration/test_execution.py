@@ -6,6 +6,7 @@ heartbeat timeouts happen when a test moves it, not when the machine is slow.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -113,6 +114,15 @@ def test_a_short_container_sends_its_exit_code_with_its_final_state(image: str, 
     after_running = events[states.index("Running") + 1:]
     assert [e["properties"]["new_state"] for e in after_running] == ["Complete"], events
     assert {"exit_code", "output", "log"} <= set(after_running[0]["properties"]["changed"])
+
+
+def test_output_files_sha1_digests_are_recorded_with_the_output(image: str, running_cluster: Cluster) -> None:
+    script = "printf hello > a.txt && mkdir sub && printf '' > sub/empty"
+    request = running_cluster.submit(container_image=image, command=["sh", "-c", script])
+    container = running_cluster.wait_final(request["container_uuid"])
+    assert container["state"] == "Complete", running_cluster.diagnostics(container["uuid"])
+    assert container["output_properties"]["sha1"] == {
+        "a.txt": hashlib.sha1(b"hello").hexdigest(), "sub/empty": hashlib.sha1(b"").hexdigest()}
 
 
 def test_false_completes_with_exit_code_1(image: str, running_cluster: Cluster) -> None:

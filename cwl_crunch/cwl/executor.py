@@ -95,9 +95,6 @@ def check_supported(tool: dict[str, Any], engine: str | None) -> None:
         if kind.endswith("DockerRequirement") and engine is None:
             raise UnsupportedRequirement(
                 f"{tool.get('id')}: DockerRequirement under 'requirements', but the cluster runs no container engine")
-        if kind.endswith("InplaceUpdateRequirement") and requirement.get("inplaceUpdate"):
-            raise UnsupportedRequirement(
-                f"{tool.get('id')}: InplaceUpdateRequirement (collections are immutable: files cannot change in place)")
 
 
 def _apply_job_requirements(process: Process, job_order_object: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ from cwltool.job import JobBase
 from cwltool.process import compute_checksums
 from cwltool.utils import adjustFileObjs
 
-from .keepfs import Keep, location
+from .keepfs import SCHEME, Keep, location
 from .pathmapper import KEEP_ROOT, CollectionPathMapper
 from .request import OUTPUT_PATH, TMP_PATH, JobSpec, Staged, build_request
 
@@ -43,9 +43,6 @@ class CrunchTool(CommandLineTool):
             raise UnsupportedRequirement(
                 "this CommandLineTool has a DockerRequirement under 'requirements', but the cluster "
                 "runs no container engine (or --no-container was given)")
-        inplace, _ = self.get_requirement("InplaceUpdateRequirement")
-        if inplace is not None and inplace.get("inplaceUpdate"):
-            raise UnsupportedRequirement("InplaceUpdateRequirement: collections are immutable, so files cannot be updated in place")
         return partial(CrunchJob, children=self.children)
 
     def collect_output_ports(self, ports: Any, builder: Any, outdir: str, rcode: int, compute_checksum: bool = True,
@@ -158,6 +155,17 @@ class CrunchJob(JobBase):
             return None
         return str(docker.get("dockerPull") or docker.get("dockerImageId") or "") or None
 
+    def _updated_in_place(self, output: str) -> None:
+        """InplaceUpdateRequirement: the job changed its writable initial work dir entries in place.
+        Collections never change, so the files now live in the job's output collection (they were
+        staged in its output directory), and every later reader of their old location is sent there."""
+        if self.generatemapper is None:
+            return
+        for source, entry in self.generatemapper.items():
+            if (entry.type in ("WritableFile", "WritableDirectory") and source.startswith(SCHEME)
+                    and entry.target.startswith(OUTPUT_PATH + "/")):
+                self.children.keep.updated_in_place(source, location(output, entry.target[len(OUTPUT_PATH) + 1:]))
+
     def outcome(self, container: dict[str, Any]) -> str:
         """success, temporaryFail or permanentFail, from the finished container (SPEC §10)."""
         code = container.get("exit_code")
@@ -177,6 +185,8 @@ class CrunchJob(JobBase):
         outputs: dict[str, Any] = {}
         if container.get("output"):
             self.children.keep.remember_sha1(container["output"], (container.get("output_properties") or {}).get("sha1"))
+            if status == "success" and self.inplace_update:
+                self._updated_in_place(container["output"])
             try:
                 outputs = self.collect_outputs(location(container["output"]), container.get("exit_code"))
             except Exception as error:  # noqa: BLE001 - any output error fails the step, named

@@ -78,6 +78,9 @@ class Keep:
         self.local = FileBlobStore(blob_root, read_only=True) if blob_root is not None and blob_root.is_dir() else None
         self._manifests: dict[str, Manifest] = {}
         self._sha1: dict[str, dict[str, str]] = {}  # pdh → path → SHA-1, as crunch-run recorded them
+        # In-place updates (InplaceUpdateRequirement): a location whose content a step changed →
+        # where the changed content is now (in that step's output collection).
+        self._updated: dict[str, str] = {}
         self._uploaded: dict[tuple[str, int, int, int], dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -90,6 +93,22 @@ class Keep:
                 raise FileNotFoundError(f"collection {pdh}: {error}") from error
             found = self._manifests[pdh] = Manifest(files)
         return found
+
+    def updated_in_place(self, old: str, new: str) -> None:
+        """Files and directories at `old` (and below it) now read as those at `new`."""
+        if old != new:
+            self._updated[old.rstrip("/")] = new.rstrip("/")
+
+    def current(self, where: str) -> str:
+        """The location holding what `where` holds now, after any in-place updates."""
+        for _ in range(len(self._updated)):  # each update at most once: no cycle can loop
+            for old, new in self._updated.items():
+                if where == old or where.startswith(old + "/"):
+                    where = new + where[len(old):]
+                    break
+            else:
+                break
+        return where
 
     def remember_sha1(self, pdh: str, digests: Any) -> None:
         """The SHA-1 of a collection's files, from its container's `output_properties["sha1"]`."""
@@ -164,7 +183,7 @@ class CollectionFsAccess(StdFsAccess):
     def _lookup(self, url: str) -> tuple[str, str, Manifest] | None:
         if not url.startswith(SCHEME):
             return None
-        pdh, path = parse(url)
+        pdh, path = parse(self.keep.current(url))
         return pdh, path, self.keep.manifest(pdh)
 
     def glob(self, pattern: str) -> list[str]:

@@ -89,7 +89,7 @@ class CollectionPathMapper(PathMapper):
         if source.startswith("_:"):
             entries: dict[str, Any] = {}
         elif source.startswith(SCHEME):
-            pdh, path = parse(source)
+            pdh, path = parse(self.keep.current(source))
             manifest = self.keep.manifest(pdh)
             if path not in manifest.dirs:
                 raise WorkflowException(f"Directory {source} not found")
@@ -103,7 +103,7 @@ class CollectionPathMapper(PathMapper):
 
     def _file_entry(self, source: str, basedir: str) -> dict[str, Any]:
         if source.startswith(SCHEME):
-            pdh, path = parse(source)
+            pdh, path = parse(self.keep.current(source))
             entry = self.keep.manifest(pdh).files.get(path)
             if entry is None:
                 raise WorkflowException(f"File {source} not found")

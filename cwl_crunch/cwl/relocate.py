@@ -95,7 +95,7 @@ class Placer:
         source = obj.get("location", "")
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.startswith(SCHEME):
-            pdh, path = parse(source)
+            pdh, path = parse(self.keep.current(source))
             self.keep.copy_to(self.keep.manifest(pdh).files[path], target)
         elif source.startswith(("file://", "/")):
             shutil.copyfile(uri_file_path(source) if source.startswith("file://") else source, target)
@@ -106,7 +106,7 @@ class Placer:
         source = obj.get("location", "")
         target.mkdir(parents=True, exist_ok=True)
         if source.startswith(SCHEME):
-            pdh, path = parse(source)
+            pdh, path = parse(self.keep.current(source))
             for relative, entry in self.keep.manifest(pdh).under(path).items():
                 if relative.endswith("/"):
                     (target / relative).mkdir(parents=True, exist_ok=True)

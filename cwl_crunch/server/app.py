@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def create_app(ctx: Context, *, run_janitor: bool = True, event_poll_seconds: float = 1.0) -> FastAPI:
     """An app over `ctx`. The janitor runs every `ctx.settings.janitor_interval` s unless disabled."""
     hub = EventHub()
-    ctx.store.on_commit(hub.publish)
+    ctx.store.on_events(hub.publish)
     janitor = Janitor(ctx)
 
     @contextlib.asynccontextmanager

@@ -50,7 +50,7 @@ class Store:
         self._writer = dialect.writer_lock(self.engine)
         # PostgreSQL runs write transactions side by side; SQLite has one writer at a time.
         self.concurrent_writers = self.dialect != "sqlite"
-        self._on_commit: list[Callable[[], None]] = []
+        self._on_events: list[Callable[[], None]] = []
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration."""
@@ -63,9 +63,10 @@ class Store:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
-    def on_commit(self, callback: Callable[[], None]) -> None:
-        """Call `callback` after every committed write (e.g. to wake event-stream clients)."""
-        self._on_commit.append(callback)
+    def on_events(self, callback: Callable[[], None]) -> None:
+        """Call `callback` after every committed write that recorded events (to wake event
+        streams; a write without events, such as a collection or a heartbeat, wakes nobody)."""
+        self._on_events.append(callback)
 
     @contextmanager
     def read(self) -> Iterator[Repository]:
@@ -79,9 +80,10 @@ class Store:
             with conn.begin():
                 tx = Repository(conn)
                 yield tx
-                tx.flush_events()
-        for callback in self._on_commit:
-            callback()
+                wrote = tx.flush_events()
+        if wrote:
+            for callback in self._on_events:
+                callback()
 
     def transact(self, work: Callable[[Repository], T]) -> T:
         """Run `work` in a write transaction, again if it lost a race with another writer."""

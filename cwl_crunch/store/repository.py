@@ -315,17 +315,19 @@ class Repository:
             }
         )
 
-    def flush_events(self) -> None:
+    def flush_events(self) -> int:
         """Write this transaction's events; the Store calls it as the last step before commit.
 
         Concurrent PostgreSQL writers would otherwise commit event ids out of order, and a stream
         reading `id > since` would skip the slower writer's events for good. Taking the lock only
-        here, after every other lock the transaction takes, cannot deadlock.
+        here, after every other lock the transaction takes, cannot deadlock. Returns how many.
         """
-        if self._events:
+        written = len(self._events)
+        if written:
             dialect.lock_key(self.conn, "events")
             self.conn.execute(insert(events), self._events)
             self._events = []
+        return written
 
     def events_after(self, since: int, where: Sequence[ColumnElement[bool]], limit: int) -> list[Row]:
         query = select(events).where(events.c.id > since, *where).order_by(events.c.id).limit(limit)

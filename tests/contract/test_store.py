@@ -80,6 +80,19 @@ def test_a_write_that_changes_nothing_records_nothing(store):
         assert tx.last_event_id() == 1
 
 
+def test_only_writes_that_record_events_wake_event_listeners(store):
+    woken = []
+    store.on_events(lambda: woken.append(1))
+    created = _new_container(store)  # its "create" event
+    assert len(woken) == 1
+    with store.write() as tx:
+        tx.update_container(created, {"state": "Queued"}, NOW)  # no change: no event
+    assert len(woken) == 1
+    with store.write() as tx:
+        tx.update_container(created, {"state": "Cancelled", "priority": 0}, NOW)
+    assert len(woken) == 2
+
+
 def test_reuse_candidates_per_tier(store):
     queued = _new_container(store, use_existing=False)
     locked = _new_container(store, use_existing=False)

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -145,18 +146,14 @@ class CrunchRun:
         mounts = {**(self.container.get("mounts") or {}), **(self.secret_mounts or {})}
         # Collections are the only kind that can be slow to stage (blobs fetched from elsewhere);
         # the activity is shown once staging has taken a noticeable time, not for every container.
-        announce = threading.Timer(ACTIVITY_DELAY_SECONDS, self._quietly, (self._status, {"activity": "staging inputs"}))
-        if any(m.get("kind") == "collection" for m in mounts.values()):
-            announce.start()
-        try:
-            return staging.stage_mounts(self._keep(), mounts, self.container["output_path"], self.workdir / "mounts",
-                                        self.say)
-        except staging.StagingError as error:
-            raise Failure(str(error), cause="setup") from error
-        finally:
-            announce.cancel()
-            if announce.is_alive():
-                announce.join()  # a status being sent must not land after Running
+        slow = partial(self._quietly, self._status, {"activity": "staging inputs"})
+        with watch.announced_if_slow(ACTIVITY_DELAY_SECONDS, slow,
+                                     any(m.get("kind") == "collection" for m in mounts.values())):
+            try:
+                return staging.stage_mounts(self._keep(), mounts, self.container["output_path"],
+                                            self.workdir / "mounts", self.say)
+            except staging.StagingError as error:
+                raise Failure(str(error), cause="setup") from error
 
     def _prepare(self, binds: list[Bind], streams: dict[str, Path]) -> tuple[Runtime, ProcessSpec]:
         image = self.container.get("container_image") or ""
@@ -277,26 +274,9 @@ class CrunchRun:
             shown: dict[str, Any] = {"runtime_status": {"activity": "uploading output"}}
             if finished:
                 shown["exit_code"] = exit_code
-            announce = threading.Timer(ACTIVITY_DELAY_SECONDS, self._quietly, (self._set, shown))
-            if any(output_dir.iterdir()):
-                announce.start()
-            try:
-                digests: dict[str, str] = {}
-                manifest = keep.capture(output_dir, self.container.get("output_glob") or None, sha1=digests)
-                changes["output"] = keep.save(manifest, f"output for {self.uuid}")
-                if 0 < len(digests) <= MAX_RECORDED_DIGESTS:  # clients need not read files to checksum them
-                    changes["output_properties"] = {**(self.container.get("output_properties") or {}),
-                                                    "sha1": digests}
-                self.say(f"output {changes['output']}")
-            except Exception as error:  # noqa: BLE001 - Complete becomes Cancelled, reported
-                self.say(f"error: cannot save the output: {error}")
-                if finished:  # Cancelled carries no exit code: record it first
-                    self._quietly(self._set, {"exit_code": exit_code})
-                self.outcome.decide("Cancelled", "infrastructure", f"cannot save the output: {error}")
-            finally:
-                announce.cancel()
-                if announce.is_alive():
-                    announce.join()  # an announcement being sent must not land after the final state
+            slow = partial(self._quietly, self._set, shown)
+            with watch.announced_if_slow(ACTIVITY_DELAY_SECONDS, slow, any(output_dir.iterdir())):
+                self._save_output(keep, output_dir, changes, finished, exit_code)
         if finished:
             self.outcome.decide("Complete")
         state = self.outcome.state or "Cancelled"
@@ -327,6 +307,22 @@ class CrunchRun:
             print(f"crunch-run {self.uuid}: cannot record the final state {state}: {error}", file=sys.stderr)
             return 1
         return 0
+
+    def _save_output(self, keep: Keep, output_dir: Path, changes: dict[str, Any], finished: bool,
+                     exit_code: int | None) -> None:
+        """The output collection (and its files' SHA-1) into `changes`; a failure → Cancelled."""
+        try:
+            digests: dict[str, str] = {}
+            manifest = keep.capture(output_dir, self.container.get("output_glob") or None, sha1=digests)
+            changes["output"] = keep.save(manifest, f"output for {self.uuid}")
+            if 0 < len(digests) <= MAX_RECORDED_DIGESTS:  # clients need not read files to checksum them
+                changes["output_properties"] = {**(self.container.get("output_properties") or {}), "sha1": digests}
+            self.say(f"output {changes['output']}")
+        except Exception as error:  # noqa: BLE001 - Complete becomes Cancelled, reported
+            self.say(f"error: cannot save the output: {error}")
+            if finished:  # Cancelled carries no exit code: record it first
+                self._quietly(self._set, {"exit_code": exit_code})
+            self.outcome.decide("Cancelled", "infrastructure", f"cannot save the output: {error}")
 
     # -- while running -------------------------------------------------------------------
 

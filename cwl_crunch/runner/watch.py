@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from ..client import ApiError, Client
 
@@ -30,3 +31,18 @@ def wait_for_cancel(api: Client, uuid: str, seconds: float, stop: threading.Even
         if current["priority"] == 0 or current["state"] == "Cancelled":
             on_cancel()
             return
+
+
+@contextmanager
+def announced_if_slow(seconds: float, announce: Callable[[], None], needed: bool = True) -> Iterator[None]:
+    """Call `announce` (from a timer thread) if the block takes longer than `seconds`. Leaving the
+    block waits for an announcement being sent, so it never lands after what comes next."""
+    timer = threading.Timer(seconds, announce)
+    if needed:
+        timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        if timer.is_alive():
+            timer.join()

@@ -2,8 +2,8 @@
 
 The process is started held (`--block-fd`): bubblewrap builds the sandbox, then waits for a byte
 before running the command. crunch-run records Running meanwhile, so the sandbox's setup (and
-joining the memory cgroup, which costs 5-20 ms: the kernel drains every CPU's page lists) is not
-on the path from Locked to the command's start.
+joining the memory cgroup, which takes 5-20 ms on the cgroup v1 hosts measured) is not wholly on
+the path from Locked to the command's start.
 
 The container's mounts appear at their targets even where the host has no such directory
 (`/keep/in`, `/var/spool/cwl`): the host root is not bound as one piece but "carved" — every

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shlex
@@ -62,12 +63,23 @@ class CrunchTool(CommandLineTool):
 
 
 def _checksum(keep: Keep, fs_access: Any, file: dict[str, Any]) -> None:
-    digest = keep.sha1(str(file.get("location", ""))) if "checksum" not in file and "contents" not in file else None
-    if digest is None:
-        compute_checksums(fs_access, file)  # reads the file (or its contents)
+    """A File's checksum and size: a collection's file from its recorded digest, else by reading
+    it whole (`contents`, from loadContents, may be only its first 64 KiB)."""
+    if "checksum" in file:
         return
+    where = str(file.get("location", ""))
+    if not where.startswith(SCHEME):
+        compute_checksums(fs_access, file)  # a literal (its contents) or a local file
+        return
+    digest = keep.sha1(where)
+    if digest is None:
+        sha1 = hashlib.sha1()  # noqa: S324 - CWL's checksum
+        with fs_access.open(where, "rb") as content:
+            while chunk := content.read(1 << 20):
+                sha1.update(chunk)
+        digest = sha1.hexdigest()
     file["checksum"] = f"sha1${digest}"
-    file["size"] = fs_access.size(file["location"])
+    file["size"] = fs_access.size(where)
 
 
 def _secret_command(secrets: Any, command: list[str]) -> str | None:

@@ -48,13 +48,26 @@ def test_without_a_recorded_digest_the_file_is_read() -> None:
     assert fs.opened == [location]
 
 
-def test_literal_contents_and_existing_checksums_are_left_to_cwltool() -> None:
+def test_loaded_contents_do_not_stand_in_for_the_whole_file() -> None:
+    # loadContents keeps only the first 64 KiB: the checksum is of the file, recorded or read.
     keep = Keep(api=None)  # type: ignore[arg-type]
     keep.remember_sha1(PDH, {"a.txt": "ef" * 20})
+    whole = b"x" * 70000
+    fs = CountingFs({f"keep:{PDH}/a.txt": whole, f"keep:{PDH}/b.txt": whole})
+    recorded = {"class": "File", "location": f"keep:{PDH}/a.txt", "contents": "x" * 65536}
+    _checksum(keep, fs, recorded)
+    assert recorded["checksum"] == "sha1$" + "ef" * 20 and fs.opened == []
+    read = {"class": "File", "location": f"keep:{PDH}/b.txt", "contents": "x" * 65536}
+    _checksum(keep, fs, read)
+    assert read["checksum"] == "sha1$" + hashlib.sha1(whole).hexdigest() and read["size"] == 70000
+
+
+def test_literals_and_existing_checksums_are_left_as_cwltool_does_them() -> None:
+    keep = Keep(api=None)  # type: ignore[arg-type]
     fs = CountingFs({})
-    literal = {"class": "File", "location": f"keep:{PDH}/a.txt", "contents": "xyz"}
+    literal = {"class": "File", "location": "_:b0c8", "basename": "x.txt", "contents": "xyz"}
     _checksum(keep, fs, literal)
-    assert literal["checksum"] == "sha1$" + hashlib.sha1(b"xyz").hexdigest()
+    assert literal["checksum"] == "sha1$" + hashlib.sha1(b"xyz").hexdigest() and literal["size"] == 3
     known = {"class": "File", "location": f"keep:{PDH}/a.txt", "checksum": "sha1$given", "size": 1}
     _checksum(keep, fs, known)
     assert known["checksum"] == "sha1$given" and fs.opened == []

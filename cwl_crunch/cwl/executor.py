@@ -14,6 +14,7 @@ from cwltool.mutation import MutationManager
 from cwltool.process import Process
 
 from .children import Children
+from .job import CrunchJob
 from .relocate import relocate, write_output_object
 
 logger = logging.getLogger("cwltool.crunch")
@@ -79,7 +80,16 @@ class CrunchExecutor(JobExecutor):
                     print(f"{getattr(job, 'name', job)} is valid CWL. No errors detected in the inputs.",
                           file=runtime_context.validate_stdout)
                     return
-                job.run(runtime_context)
+                if isinstance(job, CrunchJob):
+                    # Submitting is HTTP calls on the job's own state: finished steps' outputs are
+                    # collected meanwhile instead of waiting for the whole scatter to be submitted.
+                    lock.release()
+                    try:
+                        job.run(runtime_context)
+                    finally:
+                        lock.acquire()
+                else:
+                    job.run(runtime_context)  # an ExpressionTool: evaluated here, under the lock
             while self.children.pending():
                 lock.wait(1.0)
         if not self.final_status and self.children.stopping:

@@ -105,7 +105,8 @@ class CrunchJob(JobBase):
             request = build_request(self.spec(runtime_context))
         except WorkflowException as error:
             logger.error("[step %s] cannot be submitted: %s", self.name, error)
-            self.output_callback({}, "permanentFail")
+            with self.lock:  # run() is called without the workflow lock (CrunchExecutor.run_jobs)
+                self.output_callback({}, "permanentFail")
             return
         self.children.submit(self, request)
 

@@ -38,8 +38,7 @@ def writable_request(tx: Repository, principal: Principal, uuid: str) -> Row:
 def can_see_container(tx: Repository, principal: Principal, uuid: str) -> bool:
     if principal.is_admin or principal.container_uuid == uuid:
         return True
-    rows, _ = tx.list(containers, [containers.c.uuid == uuid, *visible_containers(principal)], [], 1, 0, count=False)
-    return bool(rows)
+    return tx.exists(containers, [containers.c.uuid == uuid, *visible_containers(principal)])
 
 
 def visible_container(tx: Repository, principal: Principal, uuid: str, for_update: bool = False) -> Row:

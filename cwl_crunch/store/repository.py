@@ -12,6 +12,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     select,
     update,
 )
@@ -100,6 +101,10 @@ class Repository:
         if count:
             available = self.conn.execute(select(func.count()).select_from(table).where(*where)).scalar_one()
         return items, available
+
+    def exists(self, table: Table, where: Sequence[ColumnElement[bool]]) -> bool:
+        """Whether a row matches (no columns fetched or decoded)."""
+        return self.conn.execute(select(literal(1)).select_from(table).where(*where).limit(1)).first() is not None
 
     def lock_key(self, key: str) -> None:
         dialect.lock_key(self.conn, key)

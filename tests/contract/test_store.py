@@ -93,6 +93,13 @@ def test_only_writes_that_record_events_wake_event_listeners(store):
     assert len(woken) == 2
 
 
+def test_exists_answers_without_fetching_rows(store):
+    created = _new_container(store)
+    with store.read() as tx:
+        assert tx.exists(containers, [containers.c.uuid == created["uuid"]])
+        assert not tx.exists(containers, [containers.c.uuid == created["uuid"], containers.c.state == "Running"])
+
+
 def test_reuse_candidates_per_tier(store):
     queued = _new_container(store, use_existing=False)
     locked = _new_container(store, use_existing=False)

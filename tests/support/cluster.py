@@ -17,26 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from cwl_crunch.settings import Settings
 from cwl_crunch.store import Store
+from tests.support.engines import bwrap_unavailable, require
 from tests.support.flows import ok
 from tests.support.service import RealClock, RunningService, request_body, start_service
 
 FINAL = ("Complete", "Cancelled")
 
 
-def bwrap_unavailable() -> str | None:
-    return None if shutil.which("bwrap") else "bubblewrap (bwrap) is not installed: .ci/install-deps installs it"
-
-
 def require_bwrap() -> None:
-    reason = bwrap_unavailable()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run the execution tests: {reason}")
-        pytest.skip(reason)
+    """Skip without a working bubblewrap; under CI=true, fail."""
+    require(bwrap_unavailable())
 
 
 @dataclass

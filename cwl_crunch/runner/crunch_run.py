@@ -80,6 +80,9 @@ class CrunchRun:
         self.streams: dict[str, Path] = {}  # stdin/stdout/stderr mounts as host files
         self.live: LiveSender | None = None
         self.running = False  # Running recorded: from here on, (partial) output is saved
+        # The final state, the output and the log collection all recorded: the work directory
+        # (the output's copy, tmp mounts, log files) is then removed. Otherwise it stays, to look at.
+        self.all_saved = False
 
     # -- the steps -----------------------------------------------------------------------
 
@@ -110,6 +113,8 @@ class CrunchRun:
         finally:  # after the final state: nothing of the process is left to wait for
             if self.runtime is not None and self.spec is not None:
                 self.runtime.cleanup(self.spec)
+            if self.all_saved:
+                _remove_tree(self.workdir)
 
     def _fetch(self) -> bool:
         """The container, if it is Locked by our token; else nothing to do (exit 0)."""
@@ -286,6 +291,7 @@ class CrunchRun:
         # Lines not yet sent live (all of them, for a container shorter than a second) go to the
         # server only if the log collection cannot be saved: it holds them all.
         unsent = self.live.close(send_pending=False) if self.live is not None else {}
+        output_saved = output_dir is None or "output" in changes
         try:
             changes["log"] = keep.save(keep.capture(self.workdir / "log"), f"log for {self.uuid}")
         except Exception as error:  # noqa: BLE001 - the live log is kept by the server
@@ -306,6 +312,9 @@ class CrunchRun:
         except ApiError as error:
             print(f"crunch-run {self.uuid}: cannot record the final state {state}: {error}", file=sys.stderr)
             return 1
+        self.all_saved = output_saved and "log" in changes
+        if not self.all_saved:
+            print(f"crunch-run {self.uuid}: not everything was saved: its files stay in {self.workdir}", file=sys.stderr)
         return 0
 
     def _save_output(self, keep: Keep, output_dir: Path, changes: dict[str, Any], finished: bool,
@@ -397,6 +406,20 @@ class CrunchRun:
 
     def _unlock_quietly(self) -> None:
         self._quietly(self.api.request, "POST", f"/containers/{self.uuid}/unlock")
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove a container's work directory, even where the process made parts of it read-only."""
+    def writable_then_retry(function: Any, failed: str, _: Any) -> None:
+        os.chmod(os.path.dirname(failed), 0o700)
+        if os.path.isdir(failed) and not os.path.islink(failed):
+            os.chmod(failed, 0o700)
+        function(failed)
+
+    try:
+        shutil.rmtree(path, onerror=writable_then_retry)
+    except OSError as error:
+        print(f"crunch-run: cannot remove {path}: {error}", file=sys.stderr)
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:

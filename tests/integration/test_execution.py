@@ -125,6 +125,21 @@ def test_output_files_sha1_digests_are_recorded_with_the_output(image: str, runn
         "a.txt": hashlib.sha1(b"hello").hexdigest(), "sub/empty": hashlib.sha1(b"").hexdigest()}
 
 
+def test_a_finished_containers_work_directory_is_removed(image: str, running_cluster: Cluster) -> None:
+    # The output (saved as a collection), tmp mounts and log files (saved too) leave the worker's disk,
+    # read-only parts included.
+    script = "mkdir -p ro/deep && echo x > ro/deep/f && chmod -R a-w ro && echo y > /tmp/scratch"
+    request = running_cluster.submit(container_image=image, command=["sh", "-c", script])
+    container = running_cluster.wait_final(request["container_uuid"])
+    assert container["state"] == "Complete", running_cluster.diagnostics(container["uuid"])
+    workdir = running_cluster.root / "work" / container["uuid"]
+    deadline = time.monotonic() + 10
+    while workdir.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not workdir.exists(), sorted(str(p) for p in workdir.rglob("*"))
+    assert "ro/deep/f" in json.dumps(ok(running_cluster.admin.get(f"/collections/{container['output']}"))["manifest"])
+
+
 def test_false_completes_with_exit_code_1(image: str, running_cluster: Cluster) -> None:
     request = running_cluster.submit(container_image=image, command=["false"])
     container = running_cluster.wait_final(request["container_uuid"])
@@ -235,8 +250,14 @@ def test_a_log_collection_that_cannot_be_saved_keeps_the_live_log(image: str, sq
         with sqlite_store.read() as tx:
             stdout = tx.live_log_files(container["uuid"])["stdout.txt"][0]
         assert stdout.endswith(" kept\n")
-        crunch_run_log = (tmp_path / "dispatch" / f"{container['uuid']}.log").read_text()
+        dispatch_log = tmp_path / "dispatch" / f"{container['uuid']}.log"
+        deadline = time.monotonic() + 10
+        while "not everything was saved" not in dispatch_log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        crunch_run_log = dispatch_log.read_text()
         assert "cannot save the log collection (the live log is kept)" in crunch_run_log
+        assert "not everything was saved" in crunch_run_log
+        assert (tmp_path / "work" / container["uuid"] / "log" / "stdout.txt").exists(), "kept for a look"
 
 
 def _alive(pid: int) -> bool:

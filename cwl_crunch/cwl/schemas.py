@@ -24,6 +24,7 @@ Two remedies:
 from __future__ import annotations
 
 import copyreg
+import functools
 import hashlib
 import os
 import pickle
@@ -81,10 +82,14 @@ def _cached(load: Any) -> Any:
     return load_schema
 
 
+@functools.cache
+def _builds() -> bytes:
+    """What the pickles depend on besides the schema texts: Python's and the libraries' versions."""
+    return "\0".join([sys.version, *(f"{library}={metadata.version(library)}" for library in _LIBRARIES)]).encode()
+
+
 def _key(name: str, texts: dict[str, Any]) -> str:
-    digest = hashlib.sha256(sys.version.encode())
-    for library in _LIBRARIES:
-        digest.update(b"\0" + library.encode() + b"=" + metadata.version(library).encode())
+    digest = hashlib.sha256(_builds())
     digest.update(b"\0" + name.encode())
     for url in sorted(texts):
         digest.update(b"\0" + url.encode() + b"\0" + str(texts[url]).encode())

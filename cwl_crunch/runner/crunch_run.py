@@ -10,7 +10,6 @@ that passes the API URL and its own token in the environment (never on the comma
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
@@ -27,9 +26,9 @@ from typing import Any
 from .. import __version__
 from ..client import ApiError, Client
 from ..domain.validation import PDH_RE
-from . import crunchstat, staging, watch
+from . import crunchstat, staging, watch, workdir
 from .keep import Keep
-from .logs import LiveSender, LogFile, Throttle
+from .logs import LiveSender, LogFile
 from .outcome import Failure, Outcome
 from .runtimes import (
     NOT_STARTED,
@@ -44,7 +43,6 @@ from .runtimes import (
 from .runtimes.docker import DockerRuntime
 from .runtimes.local import LocalRuntime, group_members, memory_usage
 
-LOG_FILES = ("crunch-run.txt", "stdout.txt", "stderr.txt", "crunchstat.txt")
 ACTIVITY_DELAY_SECONDS = 0.5  # a step taking longer than this is shown in runtime_status.activity
 # Output files' SHA-1 digests (CWL's checksums) go into the container's output_properties["sha1"]
 # unless there are more files than this, which would make the container record large.
@@ -114,7 +112,7 @@ class CrunchRun:
             if self.runtime is not None and self.spec is not None:
                 self.runtime.cleanup(self.spec)
             if self.all_saved:
-                _remove_tree(self.workdir)
+                workdir.remove(self.workdir)
 
     def _fetch(self) -> bool:
         """The container, if it is Locked by our token; else nothing to do (exit 0)."""
@@ -134,18 +132,8 @@ class CrunchRun:
         return True
 
     def _open_logs(self) -> None:
-        if self.workdir.exists():
-            shutil.rmtree(self.workdir)  # a previous attempt of this same container on this worker
-        (self.workdir / "log").mkdir(parents=True)
         self.live = LiveSender(self._send_live, lambda e: print(f"crunch-run: live log: {e}", file=sys.stderr))
-        for name in LOG_FILES:
-            echo = sys.stderr.buffer if name == "crunch-run.txt" else None
-            throttle = Throttle() if name != "crunch-run.txt" else None
-            self.logs[name] = LogFile(self.workdir / "log" / name, self.live, throttle, echo)
-        container_json = {k: v for k, v in self.container.items() if k not in ("auth", "secret_mounts")}
-        (self.workdir / "log" / "container.json").write_text(json.dumps(container_json, indent=2, sort_keys=True))
-        node = crunchstat.node_facts(self.options.engine or "none")
-        (self.workdir / "log" / "node.json").write_text(json.dumps(node, indent=2, sort_keys=True))
+        self.logs = workdir.prepare(self.workdir, self.container, self.options.engine, self.live)
 
     def _stage(self) -> tuple[list[Bind], dict[str, Path]]:
         mounts = {**(self.container.get("mounts") or {}), **(self.secret_mounts or {})}
@@ -406,20 +394,6 @@ class CrunchRun:
 
     def _unlock_quietly(self) -> None:
         self._quietly(self.api.request, "POST", f"/containers/{self.uuid}/unlock")
-
-
-def _remove_tree(path: Path) -> None:
-    """Remove a container's work directory, even where the process made parts of it read-only."""
-    def writable_then_retry(function: Any, failed: str, _: Any) -> None:
-        os.chmod(os.path.dirname(failed), 0o700)
-        if os.path.isdir(failed) and not os.path.islink(failed):
-            os.chmod(failed, 0o700)
-        function(failed)
-
-    try:
-        shutil.rmtree(path, onerror=writable_then_retry)
-    except OSError as error:
-        print(f"crunch-run: cannot remove {path}: {error}", file=sys.stderr)
 
 
 def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:

@@ -63,6 +63,14 @@ class WaitingJob:
         return "success"
 
 
+def running_soon(progress: Progress, count: int, timeout: float = 10) -> dict[str, int]:
+    """The counters once `count` children are running, or when `timeout` has passed."""
+    deadline = time.monotonic() + timeout
+    while progress.counters()["jobsRunning"] != count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return progress.counters()
+
+
 def test_identical_steps_sharing_one_container_all_count_as_running(service):
     token = service.token("alice")
     api = Client(service.url, token)
@@ -79,10 +87,7 @@ def test_identical_steps_sharing_one_container_all_count_as_running(service):
         (container,) = containers
         admin.post(f"/containers/{container}/lock")
         admin.put(f"/containers/{container}", json={"state": "Running"})
-        deadline = time.monotonic() + 10
-        while progress.counters()["jobsRunning"] != 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert progress.counters() == {"jobsComplete": 0, "jobsWaiting": 0, "jobsRunning": 2, "jobsFailed": 0}
+        assert running_soon(progress, 2) == {"jobsComplete": 0, "jobsWaiting": 0, "jobsRunning": 2, "jobsFailed": 0}
     finally:
         children.close()
 
@@ -105,9 +110,6 @@ def test_steps_that_reuse_running_containers_count_as_running(service):
         for body in bodies:
             children.submit(WaitingJob(), body)
         assert progress.counters()["jobsWaiting"] == 3  # what the requests say until checked
-        deadline = time.monotonic() + 10
-        while progress.counters()["jobsRunning"] != 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert progress.counters() == {"jobsComplete": 0, "jobsWaiting": 0, "jobsRunning": 3, "jobsFailed": 0}
+        assert running_soon(progress, 3) == {"jobsComplete": 0, "jobsWaiting": 0, "jobsRunning": 3, "jobsFailed": 0}
     finally:
         children.close()

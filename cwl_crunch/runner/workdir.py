@@ -1,0 +1,52 @@
+"""A container's work directory on the worker: `WORK_ROOT/<uuid>/` with `log/` (the log files,
+`container.json`, `node.json`) and `mounts/` (staged mounts, the output among them).
+
+Made fresh for each attempt, and removed once everything in it has been saved elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import crunchstat
+from .logs import LiveSender, LogFile, Throttle
+
+LOG_FILES = ("crunch-run.txt", "stdout.txt", "stderr.txt", "crunchstat.txt")
+
+
+def prepare(workdir: Path, container: dict[str, Any], engine: str | None, live: LiveSender) -> dict[str, LogFile]:
+    """An empty work directory (a previous attempt's on this worker is removed) with the log files
+    open and the container's and the node's records written; the log files by name."""
+    if workdir.exists():
+        remove(workdir)
+    log_dir = workdir / "log"
+    log_dir.mkdir(parents=True)
+    logs = {}
+    for name in LOG_FILES:
+        echo = sys.stderr.buffer if name == "crunch-run.txt" else None  # crunch-run's own lines: on stderr too
+        throttle = Throttle() if name != "crunch-run.txt" else None
+        logs[name] = LogFile(log_dir / name, live, throttle, echo)
+    record = {k: v for k, v in container.items() if k not in ("auth", "secret_mounts")}
+    (log_dir / "container.json").write_text(json.dumps(record, indent=2, sort_keys=True))
+    node = crunchstat.node_facts(engine or "none")
+    (log_dir / "node.json").write_text(json.dumps(node, indent=2, sort_keys=True))
+    return logs
+
+
+def remove(workdir: Path) -> None:
+    """Remove a work directory, even where the container's process made parts of it read-only."""
+    def writable_then_retry(function: Any, failed: str, _: Any) -> None:
+        os.chmod(os.path.dirname(failed), 0o700)
+        if os.path.isdir(failed) and not os.path.islink(failed):
+            os.chmod(failed, 0o700)
+        function(failed)
+
+    try:
+        shutil.rmtree(workdir, onerror=writable_then_retry)
+    except OSError as error:
+        print(f"crunch-run: cannot remove {workdir}: {error}", file=sys.stderr)

@@ -24,7 +24,7 @@ from cwltool.load_tool import (
     resolve_and_validate_document,
     resolve_tool_uri,
 )
-from cwltool.main import init_job_order, load_job_order, print_pack
+from cwltool.main import init_job_order, load_job_order
 from cwltool.resolver import tool_resolver
 from cwltool.stdfsaccess import StdFsAccess
 from schema_salad.exceptions import ValidationException
@@ -35,7 +35,7 @@ from ..follow import EventFollower
 from .connection import Connection, Unreachable
 from .executor import check_supported
 from .keepfs import SCHEME, Keep, location
-from .packing import restore_lost_outputs
+from .packing import packed, restore_lost_outputs
 from .relocate import OUTPUT_OBJECT, relocate
 from .request import OUTPUT_PATH
 from .schemas import share_core_types
@@ -111,8 +111,8 @@ def _prepare(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], 
                                                          loading.overrides_list, tool_file_uri)
     job_order = init_job_order(job_order, args, tool, jobloader, sys.stdout, make_fs_access=StdFsAccess,
                                input_basedir=input_basedir)
-    packed = restore_lost_outputs(json.loads(print_pack(loading, uri)), tool)
-    return packed, dict(job_order), tool.tool.get("class") == "CommandLineTool"
+    document = restore_lost_outputs(packed(loading, uri), tool)
+    return document, dict(job_order), tool.tool.get("class") == "CommandLineTool"
 
 
 def _check_requirements(tool: Any, args: argparse.Namespace) -> None:

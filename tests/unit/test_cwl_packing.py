@@ -86,3 +86,72 @@ def test_the_runner_builds_a_packed_workflows_steps_without_resolving_the_docume
                           [o["id"] for o in step.embedded_tool.tool["outputs"]]) for step in workflow.steps}
 
     assert tools(embedded) == tools(plain) and len(tools(plain)) == 2
+
+
+def _generated_workflow(directory: Path, steps: int) -> Path:
+    """A chain of `steps` steps running a tool file, with an inline tool, a nested workflow and a
+    scatter: references of every kind the packer rewrites (sources, outputSource, run, ids)."""
+    (directory / "tool.cwl").write_text(json.dumps({
+        "cwlVersion": "v1.2", "class": "CommandLineTool", "baseCommand": ["cat"],
+        "inputs": {"prev": {"type": "File", "inputBinding": {"position": 1}}, "line": "string"},
+        "stdout": "out.txt", "outputs": {"out": "stdout"}}))
+    chain = {f"step{i}": {"run": "tool.cwl", "in": {"prev": f"step{i - 1}/out" if i > 1 else "seed",
+                                                     "line": {"default": f"line {i}"}}, "out": ["out"]}
+             for i in range(1, steps + 1)}
+    inner = {"class": "Workflow", "inputs": {"files": "File[]"}, "outputs": {"all": {
+        "type": "File[]", "outputSource": "each/out"}}, "requirements": {"ScatterFeatureRequirement": {}},
+        "steps": {"each": {"run": "tool.cwl", "scatter": "prev", "in": {"prev": "files", "line": {"default": "x"}},
+                           "out": ["out"]}}}
+    chain["nested"] = {"run": inner, "in": {"files": {"source": [f"step{steps}/out", "seed"]}}, "out": ["all"]}
+    chain["inline"] = {"run": {"class": "ExpressionTool", "requirements": {"InlineJavascriptRequirement": {}},
+                               "inputs": {"f": "File"}, "outputs": {"g": "File"}, "expression": "${return {g: inputs.f};}"},
+                       "in": {"f": f"step{steps}/out"}, "out": ["g"]}
+    workflow = directory / "workflow.cwl"
+    workflow.write_text(json.dumps({
+        "cwlVersion": "v1.2", "class": "Workflow",
+        "requirements": {"SubworkflowFeatureRequirement": {}, "MultipleInputFeatureRequirement": {}},
+        "inputs": {"seed": "File"}, "steps": chain,
+        "outputs": {"last": {"type": "File", "outputSource": f"step{steps}/out"},
+                    "all": {"type": "File[]", "outputSource": "nested/all"},
+                    "same": {"type": "File", "outputSource": "inline/g"}}}))
+    return workflow
+
+
+def _pack_both(workflow: Path, monkeypatch) -> tuple[object, object, int]:
+    """cwltool's `--pack` output and ours, and how many walks cwltool's own rewrite made for ours."""
+    import cwltool.pack
+
+    from cwl_crunch.cwl.packing import packed
+
+    def loaded():
+        loading, document, uri = fetch_document(str(workflow), LoadingContext())
+        return resolve_and_validate_document(loading, document, uri)
+
+    theirs = json.loads(print_pack(*loaded()))
+    walks = []
+    original = cwltool.pack.replace_refs
+    monkeypatch.setattr(cwltool.pack, "replace_refs", lambda *args: walks.append(1) or original(*args))
+    ours = packed(*loaded())
+    return theirs, ours, len(walks)
+
+
+def test_packing_in_one_walk_gives_what_cwltools_packer_gives(tmp_path: Path, monkeypatch) -> None:
+    theirs, ours, cwltool_walks = _pack_both(_generated_workflow(tmp_path, 30), monkeypatch)
+    assert ours == theirs
+    assert cwltool_walks == 0  # every series of rewrites was done in single walks
+    main = next(p for p in ours["$graph"] if p["id"] == "#main")
+    assert {o["outputSource"] for o in main["outputs"]} == {"#main/step30/out", "#main/nested/all", "#main/inline/g"}
+
+
+def test_packing_a_workflow_whose_outputs_share_input_names_matches_cwltool(monkeypatch) -> None:
+    theirs, ours, _ = _pack_both(WORKFLOW, monkeypatch)
+    assert ours == theirs
+
+
+def test_packing_a_packed_workflow_again_matches_cwltool(tmp_path: Path, monkeypatch) -> None:
+    """Ids of an already packed document start with the new names: the packer treats them apart."""
+    first, _, _ = _pack_both(_generated_workflow(tmp_path, 5), monkeypatch)
+    again = tmp_path / "packed.cwl"
+    again.write_text(json.dumps(first))
+    theirs, ours, _ = _pack_both(again, monkeypatch)
+    assert ours == theirs

@@ -3,7 +3,8 @@
 One per data directory (it holds daemon.lock): the API server on a loopback port the kernel
 picks (the socket is bound here and handed to uvicorn, so nothing can take the port between
 choosing and listening), SQLite and blobs in the data directory, and a `crunchctl dispatch`
-child holding the admin token. service.json is written once the API answers.
+child holding the admin token, started at the same time as the server (its requests wait in the
+socket's backlog until the server accepts them). service.json is written once the API answers.
 
 On SIGTERM/SIGINT the record goes first (no new runner picks a stopping service), then the
 dispatcher, then the running crunch-runs, while the API still takes their cancellation (the next
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DISPATCHER_GRACE = 10.0
 CRUNCH_RUN_GRACE = 20.0  # crunch-run gives its process 10 s after SIGTERM, then saves logs and output
+LISTEN_BACKLOG = 2048
 
 
 VCPUS_PER_CORE = 4  # what the embedded dispatcher offers per host core, unless CRUNCH_LOCAL_VCPUS says
@@ -132,10 +134,13 @@ class _Daemon:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        sock.listen(LISTEN_BACKLOG)  # the dispatcher's first requests wait there until uvicorn accepts
+        # The dispatcher starts (Python, imports) while the server does: it needs only the URL and the token.
+        await asyncio.to_thread(self._start_dispatcher)
         serving = asyncio.create_task(server.serve(sockets=[sock]))
         try:
             if await self._ready(server, serving, stop):
-                await asyncio.to_thread(self._start_dispatcher)
+                self._write_record()
                 self._announce()
                 await self._watch(stop, serving)
         finally:
@@ -161,10 +166,14 @@ class _Daemon:
         # A session of its own: a Ctrl-C at the terminal reaches the daemon only, which stops things in order.
         self.dispatcher = subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL, start_new_session=True)
         self.dispatcher_since = time.monotonic()
+
+    def _write_record(self) -> None:
+        """service.json: written once the API answers, and again for each new dispatcher."""
+        assert self.dispatcher is not None
         pid = self.dispatcher.pid
         record = {"pid": os.getpid(), "api_url": self.api_url, "started_at": self.started_at,
                   "dispatcher": {"pid": pid, "start": embedded.process_start(pid)}}
-        _write_private(data / embedded.RECORD, json.dumps(record) + "\n")
+        _write_private(self.data_dir / embedded.RECORD, json.dumps(record) + "\n")
 
     def _announce(self) -> None:
         token = (self.data_dir / embedded.USER_TOKEN).read_text().strip()
@@ -188,6 +197,7 @@ class _Daemon:
                 await asyncio.wait_for(stop.wait(), delay)
             if not stop.is_set():
                 await asyncio.to_thread(self._start_dispatcher)
+                self._write_record()
 
     def _shutdown(self) -> None:
         (self.data_dir / embedded.RECORD).unlink(missing_ok=True)

@@ -221,17 +221,19 @@ class Follower:
     def __init__(self, api: Client, keep: Keep, request: dict[str, Any]) -> None:
         self.api, self.keep, self.uuid = api, keep, request["uuid"]
         self.container_uuid: str | None = request.get("container_uuid")
+        self._followed: str | None = None  # the container whose events are followed
         self._changed = threading.Event()
         self._shown: dict[str, Any] = {}
         self._warned = False
 
     def wait(self, outdir: str) -> int:
-        events = EventFollower(self.api, self._on_event)
-        events.start()
+        events = self._follow(None)
         try:
             while True:
                 request = self.api.get("container_requests", self.uuid)
                 self.container_uuid = request.get("container_uuid")
+                if self.container_uuid != self._followed:  # a new attempt: follow its container
+                    events = self._follow(events)
                 if self.container_uuid:
                     self._show(self.api.get("containers", self.container_uuid))
                 if request["state"] == "Final":
@@ -242,6 +244,18 @@ class Follower:
             return self._interrupted()
         finally:
             events.stop()
+
+    def _follow(self, previous: EventFollower | None) -> EventFollower:
+        """Events of the runner's request and its current container only (the server leaves out
+        those of every step: thousands on a big scatter), resuming where `previous` stopped."""
+        self._followed = self.container_uuid
+        events = EventFollower(self.api, self._on_event,
+                               filters=[["object_uuid", "in", [self.uuid, self.container_uuid or ""]]])
+        if previous is not None:
+            previous.stop()
+            events.since = previous.since
+        events.start()
+        return events
 
     def _on_event(self, event: dict[str, Any]) -> None:
         if event.get("object_uuid") in (self.uuid, self.container_uuid):

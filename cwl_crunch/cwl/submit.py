@@ -19,6 +19,7 @@ from typing import Any
 from cwltool.context import LoadingContext
 from cwltool.errors import UnsupportedRequirement, WorkflowException
 from cwltool.load_tool import (
+    default_loader,
     fetch_document,
     make_tool,
     resolve_and_validate_document,
@@ -48,10 +49,11 @@ RUNNER_RAM = 1 << 30
 def submit(args: argparse.Namespace, connection: Connection) -> int:
     """Submit the runner (or, for one tool with --wait, run it directly); the exit status."""
     _log_to_stderr(args)
-    single_tool = args.wait and _single_tool(args)
+    loading = _loading_context(args)
+    single_tool = args.wait and _single_tool(args, loading)
     if not single_tool:
         try:
-            packed, job_order, is_tool = _prepare(args)  # meanwhile the service is being reached
+            packed, job_order, is_tool = _prepare(args, loading)  # meanwhile the service is being reached
         except (ValidationException, WorkflowException) as error:
             print(f"cwl-crunch: {error}", file=sys.stderr)
             return 33 if isinstance(error, UnsupportedRequirement) else 1
@@ -79,11 +81,20 @@ def submit(args: argparse.Namespace, connection: Connection) -> int:
     return Follower(api, keep, record).wait(args.outdir)
 
 
-def _single_tool(args: argparse.Namespace) -> bool:
-    """Whether the document names one CommandLineTool (read, not yet validated: cheap)."""
+def _loading_context(args: argparse.Namespace) -> LoadingContext:
+    """With a loader of its own: fetch_document works on copies of the context, which share it
+    (and the documents it has read) only if it is there from the start."""
+    loading = LoadingContext(vars(args))
+    loading.resolver = tool_resolver  # finds "file.cwl#main" as cwltool does
+    loading.loader = default_loader(loading.fetcher_constructor, enable_dev=loading.enable_dev,
+                                    doc_cache=loading.doc_cache)
+    return loading
+
+
+def _single_tool(args: argparse.Namespace, loading: LoadingContext) -> bool:
+    """Whether the document names one CommandLineTool (read, not yet validated: cheap). The
+    document read stays in `loading`'s cache for the full load."""
     try:
-        loading = LoadingContext(vars(args))
-        loading.resolver = tool_resolver
         uri, _ = resolve_tool_uri(args.workflow, resolver=loading.resolver,
                                   fetcher_constructor=loading.fetcher_constructor)
         _, workflowobj, _ = fetch_document(uri, loading)
@@ -96,10 +107,8 @@ def _single_tool(args: argparse.Namespace) -> bool:
     return isinstance(workflowobj, dict) and workflowobj.get("class") == "CommandLineTool"
 
 
-def _prepare(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any], bool]:
+def _prepare(args: argparse.Namespace, loading: LoadingContext) -> tuple[dict[str, Any], dict[str, Any], bool]:
     """Load, validate and pack the workflow; load and check the inputs. No request is made."""
-    loading = LoadingContext(vars(args))
-    loading.resolver = tool_resolver  # finds "file.cwl#main" as cwltool does
     uri, tool_file_uri = resolve_tool_uri(args.workflow, resolver=loading.resolver,
                                           fetcher_constructor=loading.fetcher_constructor)
     loading, workflowobj, uri = fetch_document(uri, loading)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
@@ -50,7 +50,7 @@ class Store:
         self._writer = dialect.writer_lock(self.engine)
         # PostgreSQL runs write transactions side by side; SQLite has one writer at a time.
         self.concurrent_writers = self.dialect != "sqlite"
-        self._on_events: list[Callable[[], None]] = []
+        self._on_events: list[Callable[[list[dict[str, Any]]], None]] = []
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration."""
@@ -63,9 +63,10 @@ class Store:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
 
-    def on_events(self, callback: Callable[[], None]) -> None:
-        """Call `callback` after every committed write that recorded events (to wake event
-        streams; a write without events, such as a collection or a heartbeat, wakes nobody)."""
+    def on_events(self, callback: Callable[[list[dict[str, Any]]], None]) -> None:
+        """Call `callback(events)` after every committed write that recorded events, with those
+        events (`object_uuid`, `object_kind`, `event_type`, ...; no ids). It wakes event streams;
+        a write without events, such as a collection or a heartbeat, wakes nobody."""
         self._on_events.append(callback)
 
     @contextmanager
@@ -80,10 +81,10 @@ class Store:
             with conn.begin():
                 tx = Repository(conn)
                 yield tx
-                wrote = tx.flush_events()
-        if wrote:
+                written = tx.flush_events()
+        if written:
             for callback in self._on_events:
-                callback()
+                callback(written)
 
     def transact(self, work: Callable[[Repository], T]) -> T:
         """Run `work` in a write transaction, again if it lost a race with another writer."""

@@ -320,17 +320,17 @@ class Repository:
             }
         )
 
-    def flush_events(self) -> int:
+    def flush_events(self) -> list[dict[str, Any]]:
         """Write this transaction's events; the Store calls it as the last step before commit.
 
         Concurrent PostgreSQL writers would otherwise commit event ids out of order, and a stream
         reading `id > since` would skip the slower writer's events for good. Taking the lock only
-        here, after every other lock the transaction takes, cannot deadlock. Returns how many.
+        here, after every other lock the transaction takes, cannot deadlock. Returns them.
         """
-        written = len(self._events)
+        written = self._events
         if written:
             dialect.lock_key(self.conn, "events")
-            self.conn.execute(insert(events), self._events)
+            self.conn.execute(insert(events), written)
             self._events = []
         return written
 

@@ -80,17 +80,18 @@ def test_a_write_that_changes_nothing_records_nothing(store):
         assert tx.last_event_id() == 1
 
 
-def test_only_writes_that_record_events_wake_event_listeners(store):
+def test_only_writes_that_record_events_wake_event_listeners_and_they_learn_which(store):
     woken = []
-    store.on_events(lambda: woken.append(1))
+    store.on_events(woken.append)
     created = _new_container(store)  # its "create" event
-    assert len(woken) == 1
+    assert [[(e["object_uuid"], e["object_kind"], e["event_type"]) for e in recorded] for recorded in woken] == [
+        [(created["uuid"], "arvados#container", "create")]]
     with store.write() as tx:
         tx.update_container(created, {"state": "Queued"}, NOW)  # no change: no event
     assert len(woken) == 1
     with store.write() as tx:
         tx.update_container(created, {"state": "Cancelled", "priority": 0}, NOW)
-    assert len(woken) == 2
+    assert len(woken) == 2 and [e["event_type"] for e in woken[1]] == ["update"]
 
 
 def test_exists_answers_without_fetching_rows(store):

@@ -70,9 +70,12 @@ async def _events(request: Request, ctx: Context, principal: Principal, since: i
     checked = time.monotonic()  # the token was valid when the stream opened
     try:
         yield f": stream open after {since}\n\n"  # where a client without an event yet resumes
+        recorded: list[dict[str, Any]] | None = None  # what woke us; None: not known, so look
         while True:
-            waiter[1].clear()
-            batch = await run_service(ctx, events.events_after, ctx, principal, since, filters)
+            if recorded is not None and not events.may_pass(filters, recorded):
+                batch = []  # nothing this stream wants was committed: no query
+            else:
+                batch = await run_service(ctx, events.events_after, ctx, principal, since, filters)
             for event in batch:
                 since = event["id"]
                 yield f"id: {since}\nevent: {event['event_type']}\ndata: {json.dumps(event)}\n\n"
@@ -84,11 +87,14 @@ async def _events(request: Request, ctx: Context, principal: Principal, since: i
             else:
                 wait = min(poll, AUTH_RECHECK_SECONDS - elapsed)  # the check skipped now happens then
             if len(batch) == events.BATCH:
+                recorded = None
                 continue
             try:
-                await asyncio.wait_for(waiter[1].wait(), timeout=wait)
+                await asyncio.wait_for(waiter.woken.wait(), timeout=wait)
+                recorded = waiter.take()
                 idle = 0.0
-            except TimeoutError:
+            except TimeoutError:  # a poll: events from other processes (a shared PostgreSQL)
+                recorded = None
                 idle += wait
                 if idle >= KEEPALIVE_SECONDS:
                     idle = 0.0

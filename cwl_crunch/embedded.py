@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,11 +154,19 @@ def _spawn(data_dir: Path) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
             [sys.executable, "-m", "cwl_crunch.cli.main", "local-service", "--data-dir", str(data_dir), "start"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=data_dir, start_new_session=True,
+            env=daemon_environment(os.environ),
         )
     finally:
         os.close(log)
     _spawned.append(process)
     return process
+
+
+def daemon_environment(environment: Mapping[str, str]) -> dict[str, str]:
+    """The daemon's environment: that of the command starting it, less TMPDIR. The daemon (its
+    dispatcher, crunch-runs and container engine) outlives that command, whose temporary directory
+    is often its own and removed when it ends (test runners do that); they use the default."""
+    return {key: value for key, value in environment.items() if key != "TMPDIR"}
 
 
 # -- the files of the data directory ----------------------------------------------------------------

@@ -227,6 +227,17 @@ def test_missing_image(runtime: DockerRuntime) -> None:
         runtime.prepare(spec)
 
 
+def test_an_engine_failing_to_look_an_image_up_is_an_infrastructure_failure(
+        runtime: DockerRuntime, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Not "image not found" (cause setup, never retried): here podman cannot use its TMPDIR."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "removed"))
+    spec = make_spec(["true"])
+    spec.image = BUSYBOX_IMAGE
+    with pytest.raises(RuntimeUnavailable, match="cannot inspect image") as raised:
+        runtime.prepare(spec)
+    assert raised.value.cause == "infrastructure"
+
+
 def test_no_engine_installed_is_a_setup_failure() -> None:
     with pytest.raises(RuntimeUnavailable, match="no container engine") as raised:
         DockerRuntime("/nonexistent/podman").prepare(make_spec(["true"]))

@@ -132,6 +132,24 @@ def test_a_record_naming_a_dead_process_is_replaced(data_dir: Path) -> None:
     assert service.api_url != "http://127.0.0.1:9"
 
 
+def test_the_daemon_does_not_keep_the_temporary_directory_of_the_command_that_started_it(
+        data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """That command's TMPDIR may be removed when it ends; the daemon, its dispatcher and their
+    crunch-runs live on (a container engine then fails on every command)."""
+    passing = tmp_path / "tmp-of-the-first-command"
+    passing.mkdir()
+    monkeypatch.setenv("TMPDIR", str(passing))
+    monkeypatch.setenv("CRUNCH_TEST_MARK", "inherited")
+    embedded.ensure_running(data_dir)
+    processes = _processes_of(data_dir)
+    assert len(processes) == 2  # the daemon and its dispatcher
+    for pid, _ in processes:
+        environment = dict(entry.split("=", 1) for entry in
+                           Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in entry)
+        assert "TMPDIR" not in environment
+        assert environment["CRUNCH_TEST_MARK"] == "inherited"  # the rest is passed on
+
+
 def test_stop(data_dir: Path) -> None:
     embedded.ensure_running(data_dir)
     record = _record(data_dir)

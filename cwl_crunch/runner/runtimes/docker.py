@@ -49,6 +49,9 @@ _ENGINE_ERROR = re.compile(
     r"): (?P<reason>.*)"
 )
 _ENGINE_WARNING = re.compile(r"^(?:WARN\[\d+\]|time=\S+ level=warning) ")
+# How `image inspect` says the image is not there (podman: "image not known", docker: "No such
+# image"); any other failure is the engine's (its storage, its TMPDIR), not the image's.
+_IMAGE_UNKNOWN = re.compile(r"image not known|no such image|no such object", re.IGNORECASE)
 _ENGINE_EXIT_CODES = frozenset({125, 126, 127})  # the engine failed / cannot invoke / cannot find
 
 
@@ -80,6 +83,8 @@ class DockerRuntime:
         if not spec.image:
             raise ImageNotFound("the docker runtime needs a container image")
         found, error = self._image_id(spec.image)
+        if found is None and not _IMAGE_UNKNOWN.search(error):  # the engine failed, not the lookup
+            raise RuntimeUnavailable(f"{self._label} cannot inspect image {spec.image}: {error}", "infrastructure")
         if found is None:
             raise ImageNotFound(f"image {spec.image} is not available in {self._label}: {error}")
 

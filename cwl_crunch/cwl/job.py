@@ -146,6 +146,7 @@ class CrunchJob(JobBase):
             image=self._image(runtime_context),
             priority=self.children.priority,
             properties={"cwl_step": self.name},
+            output_path=self.builder.outdir,  # the container's: /var/spool/cwl or dockerOutputDirectory
         )
 
     def _environment(self, runtime_context: RuntimeContext) -> dict[str, str]:
@@ -176,8 +177,8 @@ class CrunchJob(JobBase):
             return
         for source, entry in self.generatemapper.items():
             if (entry.type in ("WritableFile", "WritableDirectory") and source.startswith(SCHEME)
-                    and entry.target.startswith(OUTPUT_PATH + "/")):
-                self.children.keep.updated_in_place(source, location(output, entry.target[len(OUTPUT_PATH) + 1:]))
+                    and entry.target.startswith(self.builder.outdir + "/")):
+                self.children.keep.updated_in_place(source, location(output, entry.target[len(self.builder.outdir) + 1:]))
 
     def outcome(self, container: dict[str, Any]) -> str:
         """success, temporaryFail or permanentFail, from the finished container (SPEC §10)."""

@@ -30,7 +30,8 @@ class CollectionPathMapper(PathMapper):
         self.keep = keep
         self.manifest: dict[str, Any] = {}
         self.pdh: str | None = None
-        self._placed: dict[str, tuple[str, str]] = {}  # location → (relative path, mapper type)
+        # location → (path in the collection, mapper type, absolute target if not under stagedir)
+        self._placed: dict[str, tuple[str, str, str | None]] = {}
         super().__init__(referenced_files, basedir, stagedir, separate_dirs)
 
     def setup(self, referenced_files: MutableSequence[Any], basedir: str) -> None:
@@ -41,8 +42,9 @@ class CollectionPathMapper(PathMapper):
             return
         self.pdh = portable_data_hash(self.manifest)
         root = posixpath.join(self.stagedir, self.pdh) if self.separateDirs else self.stagedir
-        for source, (relative, kind) in self._placed.items():
-            self._pathmap[source] = MapperEnt(location(self.pdh, relative), posixpath.join(root, relative), kind, True)
+        for source, (relative, kind, target) in self._placed.items():
+            self._pathmap[source] = MapperEnt(location(self.pdh, relative), target or posixpath.join(root, relative),
+                                              kind, True)
 
     def save(self, name: str) -> str | None:
         """Record the staging collection (nothing to record when the job has no files)."""
@@ -58,12 +60,17 @@ class CollectionPathMapper(PathMapper):
         source = item["location"]
         if source in self._pathmap or source in self._placed:
             return
-        directory = self._dirname(item) if item.get("dirname") else directory
+        dirname = str(item.get("dirname") or "")
+        directory = self._dirname(dirname) if dirname else directory
         relative = posixpath.join(directory, item["basename"])
+        # An absolute place outside the stage directory (an InitialWorkDir entry named by an
+        # absolute path, in a container) is the target itself; the collection keeps it relative.
+        target = posixpath.join(dirname, item["basename"]) if dirname.startswith("/") and not self._staged(dirname) \
+            else None
         copy = bool(item.get("writable", copy))
         if item.get("class") == "Directory":
             self._place_directory(item, relative, basedir)
-            self._placed[source] = (relative, "WritableDirectory" if copy else "Directory")
+            self._placed[source] = (relative, "WritableDirectory" if copy else "Directory", target)
             for child in item.get("listing") or []:
                 self._place(child, relative, basedir, copy)
             return
@@ -71,16 +78,19 @@ class CollectionPathMapper(PathMapper):
             if "contents" not in item:
                 raise WorkflowException(f"File {item.get('basename')!r} has neither a location nor contents")
             self.manifest[relative] = self.keep.store_bytes(str(item["contents"]).encode())
-            self._placed[source] = (relative, "CreateWritableFile" if copy else "CreateFile")
+            self._placed[source] = (relative, "CreateWritableFile" if copy else "CreateFile", target)
         else:
             self.manifest[relative] = self._file_entry(source, basedir)
-            self._placed[source] = (relative, "WritableFile" if copy else "File")
+            self._placed[source] = (relative, "WritableFile" if copy else "File", target)
         for secondary in item.get("secondaryFiles") or []:
             self._place(secondary, directory, basedir, copy)
 
-    def _dirname(self, item: dict[str, Any]) -> str:
-        dirname = str(item["dirname"])
-        if dirname == self.stagedir or dirname.startswith(self.stagedir.rstrip("/") + "/"):
+    def _staged(self, dirname: str) -> bool:
+        return dirname == self.stagedir or dirname.startswith(self.stagedir.rstrip("/") + "/")
+
+    def _dirname(self, dirname: str) -> str:
+        """Where an item with this `dirname` goes in the collection."""
+        if self._staged(dirname):
             return dirname[len(self.stagedir):].strip("/")
         return dirname.strip("/")
 

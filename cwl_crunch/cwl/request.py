@@ -43,12 +43,13 @@ class JobSpec:
     priority: int = 500
     properties: dict[str, Any] = field(default_factory=dict)
     secret_command: str | None = None  # a script holding secret values: run from a secret mount
+    output_path: str = OUTPUT_PATH  # another with DockerRequirement's dockerOutputDirectory
 
 
 def build_request(job: JobSpec) -> dict[str, Any]:
     """The container request that runs `job`; equal jobs give equal requests (so reuse works)."""
     mounts: dict[str, Any] = {
-        OUTPUT_PATH: {"kind": "tmp", "capacity": _bytes(job.outdir_mib)},
+        job.output_path: {"kind": "tmp", "capacity": _bytes(job.outdir_mib)},
         TMP_PATH: {"kind": "tmp", "capacity": _bytes(job.tmpdir_mib)},
     }
     if job.inputs is not None:
@@ -59,14 +60,14 @@ def build_request(job: JobSpec) -> dict[str, Any]:
         mounts["stdin"] = _stdin(job)
     for stream, path in (("stdout", job.stdout), ("stderr", job.stderr)):
         if path:
-            mounts[stream] = {"kind": "file", "path": posixpath.join(OUTPUT_PATH, path)}
+            mounts[stream] = {"kind": "file", "path": posixpath.join(job.output_path, path)}
     constraints: dict[str, Any] = {"vcpus": max(1, math.ceil(job.cores)), "ram": _bytes(job.ram_mib)}
     if job.network:
         constraints["API"] = True
     scheduling: dict[str, Any] = {}
     if job.time_limit:
         scheduling["max_run_time"] = int(job.time_limit)
-    environment = {"HOME": OUTPUT_PATH, "TMPDIR": TMP_PATH, **job.environment}
+    environment = {"HOME": job.output_path, "TMPDIR": TMP_PATH, **job.environment}
     command = job.command
     secret_mounts: dict[str, Any] = {}
     if job.secret_command is not None:
@@ -78,8 +79,8 @@ def build_request(job: JobSpec) -> dict[str, Any]:
         "priority": job.priority,
         "command": command,
         "secret_mounts": secret_mounts,
-        "cwd": OUTPUT_PATH,
-        "output_path": OUTPUT_PATH,
+        "cwd": job.output_path,
+        "output_path": job.output_path,
         "environment": environment,
         "mounts": mounts,
         "runtime_constraints": constraints,

@@ -50,3 +50,11 @@ def test_secret_values_go_to_a_secret_mount_not_the_command() -> None:
 def test_stdin_must_be_one_of_the_jobs_files() -> None:
     with pytest.raises(ValueError, match="stdin"):
         build_request(JobSpec(name="x", command=["cat"], stdin="/etc/passwd"))
+
+
+def test_a_docker_output_directory_moves_the_output_mount_cwd_home_and_streams() -> None:
+    request = build_request(JobSpec(name="o", command=["touch", "/other/thing"], stdout="out.txt",
+                                    image="debian:12", output_path="/other"))
+    assert request["cwd"] == request["output_path"] == request["environment"]["HOME"] == "/other"
+    assert request["mounts"]["/other"]["kind"] == "tmp" and "/var/spool/cwl" not in request["mounts"]
+    assert request["mounts"]["stdout"] == {"kind": "file", "path": "/other/out.txt"}

@@ -140,6 +140,19 @@ def test_a_finished_containers_work_directory_is_removed(image: str, running_clu
     assert "ro/deep/f" in json.dumps(ok(running_cluster.admin.get(f"/collections/{container['output']}"))["manifest"])
 
 
+def test_the_dispatchers_copy_of_a_crunch_run_log_goes_once_everything_is_saved(image: str, running_cluster: Cluster) -> None:
+    """What crunch-run printed is in the log collection (crunch-run.txt): the dispatcher keeps its
+    own copy (dispatch/<uuid>.log) only while it may be needed, here never."""
+    request = running_cluster.submit(container_image=image, command=["echo", "fine"])
+    container = running_cluster.wait_final(request["container_uuid"])
+    assert container["state"] == "Complete", running_cluster.diagnostics(container["uuid"])
+    log = running_cluster.root / "dispatch" / f"{container['uuid']}.log"
+    deadline = time.monotonic() + 10
+    while log.exists() and time.monotonic() < deadline:  # removed when the dispatcher reaps crunch-run
+        time.sleep(0.05)
+    assert not log.exists()
+
+
 def test_false_completes_with_exit_code_1(image: str, running_cluster: Cluster) -> None:
     request = running_cluster.submit(container_image=image, command=["false"])
     container = running_cluster.wait_final(request["container_uuid"])

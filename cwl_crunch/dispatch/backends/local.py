@@ -73,14 +73,19 @@ class LocalBackend:
         return Tracking()
 
     def _reap(self) -> None:
-        """Collect the exit status of finished children, so none stays a zombie."""
+        """Collect the exit status of finished children, so none stays a zombie. The log of one
+        that saved everything (it exited 0 and removed its work directory) goes too: what it says
+        is in the container's log collection (crunch-run.txt). Any other stays, to look at."""
         for uuid, pid in list(self.children.items()):
             try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
+                done, status = os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
-                done = pid
-            if done:
-                self.children.pop(uuid)
+                done, status = pid, -1
+            if not done:
+                continue
+            self.children.pop(uuid)
+            if status == 0 and not (self.options.work_root / uuid).exists():
+                (self.state_dir / f"{uuid}.log").unlink(missing_ok=True)
 
 
 def _redirect(log_path: Path) -> None:

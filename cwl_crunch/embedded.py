@@ -114,7 +114,8 @@ def _start(data_dir: Path, deadline: float) -> Service:
     """Start the daemon (called holding service.lock, after the fast path failed)."""
     holder = daemon_pid(data_dir)
     if holder is not None:
-        # Started by hand and still starting, or stuck: give it a moment, then replace it.
+        # Started by hand and still starting, stopping (idle), or stuck: give it a moment to
+        # answer or go, then replace it.
         service = _wait(data_dir, min(deadline, time.monotonic() + BUSY_SECONDS), None)
         if service is not None:
             return service
@@ -137,8 +138,9 @@ def _wait(data_dir: Path, deadline: float, process: subprocess.Popen[bytes] | No
         service = running(data_dir)
         if service is not None:
             return service
-        # A daemon started by hand may have won the race with `process`, which then exits.
-        if process is not None and process.poll() is not None and daemon_pid(data_dir) is None:
+        # A daemon started by hand may have won the race with `process`, which then exits; a
+        # daemon waited for (`process` None) may be stopping (idle) rather than starting.
+        if (process is None or process.poll() is not None) and daemon_pid(data_dir) is None:
             return None
         time.sleep(0.02)
     return None

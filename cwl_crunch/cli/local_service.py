@@ -25,13 +25,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from .. import embedded
+from ..store.database import Store
+from ..store.schema import containers
 from . import datadir
 from .serving import build_server, loopback_socket
 
@@ -62,6 +66,42 @@ def local_vcpus() -> float:
     return value
 
 
+IDLE_MINUTES = 30.0  # the daemon stops after this long without work or callers, unless CRUNCH_LOCAL_IDLE_MINUTES says
+
+
+def idle_seconds() -> float | None:
+    """How long the daemon stays without work or callers before it stops; None: it never does
+    (CRUNCH_LOCAL_IDLE_MINUTES=0)."""
+    text = os.environ.get("CRUNCH_LOCAL_IDLE_MINUTES", "")
+    try:
+        minutes = float(text) if text else IDLE_MINUTES
+    except ValueError:
+        print(f"crunchctl local-service: ignoring CRUNCH_LOCAL_IDLE_MINUTES={text!r} (not a number)", file=sys.stderr)
+        minutes = IDLE_MINUTES
+    return minutes * 60 if minutes > 0 else None
+
+
+class Activity:
+    """The API app, noting when it last had a request from anyone but the dispatcher (whose rounds
+    and pings go on forever). A `cwl-crunch` probing the service counts: it is about to use it."""
+
+    def __init__(self, app: Any, dispatcher_token: str) -> None:
+        self.app = app
+        self._dispatcher = f"Bearer {dispatcher_token}".encode()
+        self.last = time.monotonic()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket") and dict(scope["headers"]).get(b"authorization") != self._dispatcher:
+            self.last = time.monotonic()
+        await self.app(scope, receive, send)
+
+
+def _has_work(store: Store) -> bool:
+    """Whether any container is queued, starting or running."""
+    with store.read() as tx:
+        return tx.exists(containers, [containers.c.state.in_(("Queued", "Locked", "Running"))])
+
+
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -83,9 +123,11 @@ def serve(data_dir: Path) -> int:
     built = build_server(data_dir)
     datadir.ensure_user_token(data_dir, built.store, built.settings.cluster_id, _user_name())
     sock = loopback_socket()
-    daemon = _Daemon(data_dir, f"http://127.0.0.1:{sock.getsockname()[1]}",
-                     built.admin_token_path.read_text().strip())
-    config = uvicorn.Config(built.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3)
+    admin_token = built.admin_token_path.read_text().strip()
+    activity = Activity(built.app, admin_token)
+    daemon = _Daemon(data_dir, f"http://127.0.0.1:{sock.getsockname()[1]}", admin_token,
+                     partial(_has_work, built.store), activity, idle_seconds())
+    config = uvicorn.Config(activity, log_level="warning", lifespan="on", timeout_graceful_shutdown=3)
     return asyncio.run(daemon.run(_Server(config), sock))
 
 
@@ -121,10 +163,14 @@ def _user_name() -> str:
 
 
 class _Daemon:
-    def __init__(self, data_dir: Path, api_url: str, admin_token: str) -> None:
+    def __init__(self, data_dir: Path, api_url: str, admin_token: str, has_work: Callable[[], bool],
+                 activity: Activity, idle: float | None) -> None:
         self.data_dir = data_dir
         self.api_url = api_url
         self.admin_token = admin_token
+        self.has_work = has_work
+        self.activity = activity
+        self.idle = idle
         self.started_at = datetime.now(timezone.utc).isoformat()
         self.dispatcher: subprocess.Popen[bytes] | None = None
         self.dispatcher_since = 0.0
@@ -182,11 +228,17 @@ class _Daemon:
         print(f"dashboard: {self.api_url}/?token={token}", flush=True)
 
     async def _watch(self, stop: asyncio.Event, serving: asyncio.Task[None]) -> None:
-        """Until told to stop: start the dispatcher again when it dies (later each time it dies young)."""
+        """Until told to stop, or idle for `self.idle` seconds: start the dispatcher again when it
+        dies (later each time it dies young)."""
         delay = 1.0
         while not stop.is_set() and not serving.done():
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), 1.0)
+                await asyncio.wait_for(stop.wait(), min(1.0, self.idle / 4) if self.idle else 1.0)
+            if await asyncio.to_thread(self._idle):
+                print(f"crunchctl local-service: no work and no callers for {self.idle / 60:g} min: stopping"
+                      " (the next cwl-crunch starts it again)", file=sys.stderr, flush=True)
+                stop.set()
+                return
             assert self.dispatcher is not None
             status = self.dispatcher.poll()
             if status is None or stop.is_set():
@@ -198,6 +250,17 @@ class _Daemon:
             if not stop.is_set():
                 await asyncio.to_thread(self._start_dispatcher)
                 self._write_record()
+
+    def _idle(self) -> bool:
+        if self.idle is None or time.monotonic() - self.activity.last < self.idle:
+            return False
+        try:
+            if not self.has_work():
+                return True
+        except Exception as error:  # noqa: BLE001 - an unreadable database is no reason to stop
+            log.warning("cannot tell whether there is work: %s", error)
+        self.activity.last = time.monotonic()  # look again in a whole idle period
+        return False
 
     def _shutdown(self) -> None:
         (self.data_dir / embedded.RECORD).unlink(missing_ok=True)

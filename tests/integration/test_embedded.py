@@ -220,3 +220,44 @@ def test_a_daemon_that_cannot_start_is_reported_with_its_log(data_dir: Path) -> 
     with pytest.raises(embedded.ServiceError, match="exited with status 1") as raised:
         embedded.ensure_running(data_dir, timeout=60)
     assert "unable to open database file" in str(raised.value)  # the daemon's log, in the message
+
+
+def _gone_within(data_dir: Path, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while embedded.daemon_pid(data_dir) is not None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_an_idle_daemon_stops_and_the_next_caller_starts_another(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRUNCH_LOCAL_IDLE_MINUTES", "0.1")  # 6 s, beyond the dispatcher's 5 s pings
+    first = embedded.ensure_running(data_dir)
+    pid = _record(data_dir)["pid"]
+    assert _gone_within(data_dir, 30), "still running"
+    assert not _processes_of(data_dir), "its dispatcher went too"
+    assert "no work and no callers for 0.1 min: stopping" in (data_dir / embedded.LOG).read_text()
+    assert not (data_dir / embedded.RECORD).exists()
+    again = embedded.ensure_running(data_dir)
+    assert _record(data_dir)["pid"] != pid
+    with _api(again) as api:  # the same database: the user's token still works
+        assert ok(api.get("/users/current"))["uuid"] and again.token == first.token
+
+
+def test_work_and_callers_keep_the_daemon_running(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    require(bwrap_unavailable())
+    monkeypatch.setenv("CRUNCH_LOCAL_IDLE_MINUTES", "0.05")  # 3 s
+    with _api(embedded.ensure_running(data_dir)) as api:
+        request = ok(api.post("/container_requests", json=request_body(command=["sleep", "60"])))
+        _wait(api, request["container_uuid"], lambda c: c["state"] == "Running")
+    time.sleep(6)
+    assert embedded.running(data_dir) is not None, "stopped with a container running"
+    with _api(embedded.ensure_running(data_dir)) as api:
+        ok(api.put(f"/container_requests/{request['uuid']}", json={"priority": 0}))
+        _wait(api, request["container_uuid"], lambda c: c["state"] == "Cancelled")
+        for _ in range(6):  # a caller: 6 s of requests, each within the idle time of the last
+            ok(api.get("/users/current"))
+            time.sleep(1)
+        assert embedded.daemon_pid(data_dir) is not None, "stopped while called"
+    assert _gone_within(data_dir, 30)

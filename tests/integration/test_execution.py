@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import re
 import shutil
 import signal
@@ -549,3 +550,41 @@ def test_cgroups_left_by_a_killed_crunch_run_are_swept(tmp_path: Path) -> None:
             if group.exists():
                 group.rmdir()
     assert not (parent / spec.name).exists()
+
+
+def _memory_cgroups() -> int:
+    """How many memory cgroups the kernel holds, removed ones still dying included."""
+    for line in Path("/proc/cgroups").read_text().splitlines():
+        if line.split()[0] == "memory":
+            return int(line.split()[2])
+    raise AssertionError("no memory controller")
+
+
+def test_a_finished_containers_memory_cgroup_does_not_linger_dying(tmp_path: Path) -> None:
+    """A removed memory cgroup that still has page cache charged (a file the container was the
+    first to read) lives on until memory pressure; cleanup reclaims a small cache first."""
+    from cwl_crunch.runner.runtimes import Bind, ProcessSpec
+    from cwl_crunch.runner.runtimes.local import CGROUP_ROOT, LocalRuntime
+
+    require_bwrap()
+    if not (CGROUP_ROOT / "memory" / "memory.limit_in_bytes").exists():
+        pytest.skip("no cgroup v1 memory controller here")
+    data = tmp_path / "input.bin"
+    data.write_bytes(os.urandom(4 << 20))
+    with data.open("rb") as f:  # out of the page cache: the container's read brings it in, charged to it
+        os.fsync(f.fileno())
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    spec = ProcessSpec(command=["cat", "/input.bin"], cwd="/", environment={"PATH": "/usr/bin:/bin"},
+                       binds=[Bind(data, "/input.bin")], stdout=subprocess.DEVNULL, ram=256 << 20,
+                       name="zzzzz-dz642-lingerlingerlin")
+    before = _memory_cgroups()
+    runtime = LocalRuntime()
+    try:
+        assert runtime.start(spec).wait(10) == 0
+    finally:
+        runtime.cleanup(spec)
+    assert not (CGROUP_ROOT / "memory" / "crunch" / spec.name).exists()
+    deadline = time.monotonic() + 5  # the kernel frees a removed group in the background
+    while _memory_cgroups() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _memory_cgroups() <= before  # (others may have been freed meanwhile)

@@ -118,6 +118,7 @@ class LocalRuntime:
             delay = 0.001
             while delay < 1.0:  # about 1 s in all; a group left behind is swept by a later start
                 try:
+                    _release_page_cache(group)
                     group.rmdir()
                     break
                 except FileNotFoundError:
@@ -223,6 +224,20 @@ def _cgroups(spec: ProcessSpec) -> list[Path]:
 
 
 STALE_CGROUP_SECONDS = 60.0
+RELEASED_CACHE_MAX = 64 << 20  # page cache a finished container's memory cgroup has reclaimed at once
+
+
+def _release_page_cache(group: Path) -> None:
+    """Reclaim the page cache still charged to a finished container's memory cgroup (files it was
+    the first to read, such as its inputs), if there is little. Otherwise the removed group lingers,
+    dying, until memory pressure frees that cache, and many of them slow the host: 1,400 made a
+    500-step scatter 20% slower. A large cache (a big input other steps share) is left alone:
+    evicting it would make them read it from disk again."""
+    try:
+        if int((group / "memory.usage_in_bytes").read_text()) <= RELEASED_CACHE_MAX:
+            (group / "memory.force_empty").write_text("0")
+    except (OSError, ValueError):
+        pass  # not a memory group, gone already, or still in use (the caller retries)
 
 
 def _sweep_stale_cgroups(parents: list[Path]) -> None:

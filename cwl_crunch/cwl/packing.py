@@ -14,8 +14,8 @@ first process is built, so `embed_step_tools` hands each step its tool from the 
 instead, as if it had been written inline.
 
 Packing itself is quadratic too: cwltool rewrites references with one walk over the whole packed
-document per identifier (about 250 walks on a 50-step chain, 0.3 s of the client). `pack` runs
-cwltool's packer with those walks done in one: see `_OnePassRewrite`.
+document per identifier (about 250 walks on a 50-step chain, 0.3 s of the client). `packed`
+runs cwltool's packer with those walks done in one: see `_OnePassRewrite`.
 """
 
 from __future__ import annotations
@@ -80,21 +80,18 @@ class _OnePassRewrite:
 def _rewrite_refs(node: Any, rewrite: dict[str, str], stems: dict[str, tuple[int, str]]) -> None:
     """One walk doing what `cwltool.pack.replace_refs` does once per stem, in the stems' order."""
     if isinstance(node, MutableSequence):
-        for index, value in enumerate(node):
-            if isinstance(value, str):
-                new = _renamed(value, rewrite, stems, in_mapping=False)
-                if new is not None:
-                    node[index] = new
-            else:
-                _rewrite_refs(value, rewrite, stems)
+        slots, in_mapping = enumerate(node), False
     elif isinstance(node, MutableMapping):
-        for key, value in node.items():
-            if isinstance(value, str):
-                new = _renamed(value, rewrite, stems, in_mapping=True)
-                if new is not None:
-                    node[key] = new
-            else:
-                _rewrite_refs(value, rewrite, stems)
+        slots, in_mapping = iter(node.items()), True
+    else:
+        return
+    for key, value in slots:  # values are replaced in place; no key is added or removed
+        if isinstance(value, str):
+            new = _renamed(value, rewrite, stems, in_mapping)
+            if new is not None:
+                node[key] = new
+        else:
+            _rewrite_refs(value, rewrite, stems)
 
 
 def _renamed(value: str, rewrite: dict[str, str], stems: dict[str, tuple[int, str]], in_mapping: bool) -> str | None:

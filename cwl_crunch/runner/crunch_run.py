@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -410,18 +409,9 @@ def main(uuid: str, options: Options, locked: dict[str, Any] | None = None) -> i
     if not api_url or not token:
         print("crunch-run: CRUNCH_API and CRUNCH_DISPATCH_TOKEN must be set by the dispatcher", file=sys.stderr)
         return 2
-    forget_missing_tmpdir()
+    workdir.forget_missing_tmpdir()
     run = CrunchRun(Client(api_url, token), uuid, options, locked)
     signal.signal(signal.SIGTERM, run.on_signal)
     signal.signal(signal.SIGINT, run.on_signal)
     return run.run()
 
-
-def forget_missing_tmpdir() -> None:
-    """Use the default temporary directory (for us and the container engine) if TMPDIR names one
-    that does not exist, such as that of a command which started the dispatcher and has ended."""
-    temporary = os.environ.get("TMPDIR")
-    if temporary and not os.path.isdir(temporary):
-        print(f"crunch-run: TMPDIR {temporary} does not exist; using the default", file=sys.stderr)
-        del os.environ["TMPDIR"]
-        tempfile.tempdir = None  # computed again, without it

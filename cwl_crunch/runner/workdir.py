@@ -1,7 +1,8 @@
 """A container's work directory on the worker: `WORK_ROOT/<uuid>/` with `log/` (the log files,
 `container.json`, `node.json`) and `mounts/` (staged mounts, the output among them).
 
-Made fresh for each attempt, and removed once everything in it has been saved elsewhere.
+Made fresh for each attempt, and removed once everything in it has been saved elsewhere. Also
+the worker's temporary directory, when TMPDIR names one that is gone.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +52,13 @@ def remove(workdir: Path) -> None:
         shutil.rmtree(workdir, onerror=writable_then_retry)
     except OSError as error:
         print(f"crunch-run: cannot remove {workdir}: {error}", file=sys.stderr)
+
+
+def forget_missing_tmpdir() -> None:
+    """Use the default temporary directory (for us and the container engine) if TMPDIR names one
+    that does not exist, such as that of a command which started the dispatcher and has ended."""
+    temporary = os.environ.get("TMPDIR")
+    if temporary and not os.path.isdir(temporary):
+        print(f"crunch-run: TMPDIR {temporary} does not exist; using the default", file=sys.stderr)
+        del os.environ["TMPDIR"]
+        tempfile.tempdir = None  # computed again, without it

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cwl_crunch.runner.crunch_run import forget_missing_tmpdir
+from cwl_crunch.runner.workdir import forget_missing_tmpdir
 
 
 def test_a_missing_tmpdir_is_forgotten(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

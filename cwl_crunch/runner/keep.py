@@ -7,11 +7,13 @@ they travel over the API, and only blobs the server lacks are uploaded.
 
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from ..domain.collections import portable_data_hash
 from ..files.blobs import FileBlobStore
 
 CHUNK = 1 << 20
+CACHE_KEEP_SECONDS = 24 * 3600  # a materialised collection unused this long leaves the worker
+PRUNE_EVERY_SECONDS = 3600  # how often one crunch-run on a worker looks for such collections
 
 
 class Keep:
@@ -31,12 +35,15 @@ class Keep:
     # -- inputs --------------------------------------------------------------------------
 
     def materialise(self, pdh: str) -> Path:
-        """A read-only directory with the collection's files, built once per worker and shared."""
+        """A read-only directory with the collection's files, built once per worker and shared.
+        This process keeps it from being pruned (see `prune`) until it exits."""
         final = self.cache_dir / pdh
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        _hold(self.cache_dir / f"{pdh}.lock")
         if final.is_dir():
+            os.utime(final)  # last used now
             return final
         manifest = self.api.get("collections", pdh)["manifest"]
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
         building = Path(tempfile.mkdtemp(prefix=f".{pdh[:16]}-", dir=self.cache_dir))
         try:
             for path, entry in sorted(manifest.items()):
@@ -52,6 +59,35 @@ class Keep:
             if not final.is_dir():
                 raise
         return final
+
+    def prune(self, keep_seconds: float = CACHE_KEEP_SECONDS, every: float = PRUNE_EVERY_SECONDS) -> list[str]:
+        """Remove the materialised collections nobody has used for `keep_seconds` (copies, when
+        blobs are not on this worker's filesystem, would otherwise fill its disk), and what killed
+        crunch-runs left half built; at most once per `every` seconds per worker. One in use by a
+        live crunch-run (it holds `<pdh>.lock` shared) stays. Returns the collections removed."""
+        marker, now = self.cache_dir / ".pruned", time.time()
+        try:
+            if now - marker.stat().st_mtime < every:
+                return []
+        except FileNotFoundError:
+            pass
+        try:
+            marker.touch()
+            entries = list(self.cache_dir.iterdir())
+        except FileNotFoundError:
+            return []
+        removed = []
+        for entry in entries:
+            if now - _mtime(entry) < keep_seconds or entry.name == marker.name:
+                continue
+            if entry.suffix == ".lock":  # of a collection that was never built: removed like one
+                if not entry.with_suffix("").exists():
+                    _remove_unused(entry.with_suffix(""), entry, now - keep_seconds)
+            elif entry.name.startswith("."):  # half built, or half removed, by a crunch-run that died
+                shutil.rmtree(entry, ignore_errors=True)
+            elif _remove_unused(entry, self.cache_dir / f"{entry.name}.lock", now - keep_seconds):
+                removed.append(entry.name)
+        return removed
 
     def image_tarball(self, pdh: str) -> Path:
         """The one `*.tar` of an image collection (SPEC §7 step 3), materialised like any input."""
@@ -152,3 +188,54 @@ def _matches(relative: str, globs: list[str]) -> bool:
     parts = relative.split("/")
     prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
     return any(fnmatch.fnmatchcase(prefix, pattern) for pattern in globs for prefix in prefixes)
+
+
+def _hold(lock_path: Path) -> None:
+    """Hold `lock_path` shared until this process exits (the descriptor is never closed). A lock
+    file the pruner removed meanwhile is locked anew: a lock must be on the file the path names."""
+    while True:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        try:
+            if os.fstat(fd).st_ino == os.stat(lock_path).st_ino:
+                return
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+def _remove_unused(entry: Path, lock_path: Path, cutoff: float) -> bool:
+    """Remove `entry` (if it is there) and its lock file, unless a crunch-run holds the lock or
+    `entry` was used after `cutoff`; whether `entry` was removed."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o600)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False  # in use
+    doomed = None
+    try:
+        if entry.exists():
+            if _mtime(entry) > cutoff:
+                return False  # used while we looked
+            doomed = entry.with_name(f".pruned-{entry.name}-{os.getpid()}")
+            os.rename(entry, doomed)
+        os.unlink(lock_path)  # while locked: see _hold
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    if doomed is not None:
+        shutil.rmtree(doomed, ignore_errors=True)
+    return doomed is not None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return float("inf")  # gone: nothing to do
+

@@ -1,8 +1,8 @@
 cwlVersion: v1.2
 class: Workflow
 doc: |
-  The headline scenario: `prep` finishes at once; then `fail_fast` fails (when `fail` is true)
-  while four siblings sleep. `sibling_4` also fails, later, when `fail` is true: the run's
+  The headline scenario: `prep` finishes at once; then `fail_fast` fails two seconds in (when
+  `fail` is true) while four siblings sleep. `sibling_4` also fails, later, when `fail` is true: the run's
   second error. With `fail: false` everything succeeds.
 requirements:
   MultipleInputFeatureRequirement: {}
@@ -18,9 +18,9 @@ steps:
     run: doomed-tool.cwl
     in: {name: {default: prep}, seconds: {default: 0}, fail: {default: false}}
     out: [out]
-  fail_fast:
+  fail_fast:  # fails 2 s in: its siblings, started with it, are all running by then
     run: doomed-tool.cwl
-    in: {name: {default: fail_fast}, seconds: {default: 0}, fail: fail, after: prep/out}
+    in: {name: {default: fail_fast}, seconds: {default: 2}, fail: fail, after: prep/out}
     out: [out]
   sibling_1:
     run: doomed-tool.cwl

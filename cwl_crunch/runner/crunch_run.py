@@ -10,7 +10,6 @@ that passes the API URL and its own token in the environment (never on the comma
 
 from __future__ import annotations
 
-import contextlib
 import os
 import platform
 import shutil
@@ -114,8 +113,7 @@ class CrunchRun:
                 self.runtime.cleanup(self.spec)
             if self.all_saved:
                 workdir.remove(self.workdir)
-            with contextlib.suppress(OSError):  # the worker's housekeeping, once all is recorded
-                self._keep().prune()
+            self._keep().prune()  # the worker's housekeeping, once all is recorded
 
     def _fetch(self) -> bool:
         """The container, if it is Locked by our token; else nothing to do (exit 0)."""

@@ -64,17 +64,18 @@ class Keep:
         """Remove the materialised collections nobody has used for `keep_seconds` (copies, when
         blobs are not on this worker's filesystem, would otherwise fill its disk), and what killed
         crunch-runs left half built; at most once per `every` seconds per worker. One in use by a
-        live crunch-run (it holds `<pdh>.lock` shared) stays. Returns the collections removed."""
+        live crunch-run (it holds `<pdh>.lock` shared) stays. Returns the collections removed;
+        housekeeping, so a cache it cannot read or change is simply left as it is."""
         marker, now = self.cache_dir / ".pruned", time.time()
         try:
             if now - marker.stat().st_mtime < every:
                 return []
         except FileNotFoundError:
-            pass
+            pass  # never pruned
         try:
             marker.touch()
             entries = list(self.cache_dir.iterdir())
-        except FileNotFoundError:
+        except OSError:
             return []
         removed = []
         for entry in entries:

@@ -114,11 +114,13 @@ class LocalRuntime:
     def cleanup(self, spec: ProcessSpec) -> None:
         """Nothing outlives bwrap (`--die-with-parent`, own pid namespace); its cgroups go once
         the kernel has let go of the last exiting process (a few milliseconds)."""
-        for group in _cgroup_paths(spec):
+        memory, cpu = _cgroup_paths(spec)
+        for group in (memory, cpu):
             delay = 0.001
             while delay < 1.0:  # about 1 s in all; a group left behind is swept by a later start
                 try:
-                    _release_page_cache(group)
+                    if group is memory:
+                        _release_page_cache(group)
                     group.rmdir()
                     break
                 except FileNotFoundError:
@@ -237,7 +239,7 @@ def _release_page_cache(group: Path) -> None:
         if int((group / "memory.usage_in_bytes").read_text()) <= RELEASED_CACHE_MAX:
             (group / "memory.force_empty").write_text("0")
     except (OSError, ValueError):
-        pass  # not a memory group, gone already, or still in use (the caller retries)
+        pass  # gone already, or still in use (the caller retries)
 
 
 def _sweep_stale_cgroups(parents: list[Path]) -> None:

@@ -19,6 +19,11 @@ Two remedies:
   the client wrote. Only a prefix's owner can write there, so the pickles are as trusted as the
   installed code; a cache that cannot be read or written is skipped silently and the schema is
   loaded as usual.
+
+  schema-salad's own metaschema is cached the same way (`metaschema-<digest>.pickle`). It is what
+  turns the File, Directory and Any definitions into Avro names in every tool's constructor, and
+  schema-salad builds it once per process unless it loaded a schema itself: 0.2 s, where the
+  pickle takes 5 ms.
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ import os
 import pickle
 import sys
 import tempfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from cwltool import process
+from schema_salad import schema as salad_schema
 from schema_salad.ref_resolver import NormDict
 
 _ANY = "https://w3id.org/cwl/salad#Any"
@@ -68,18 +75,25 @@ def cache_schema_loads() -> None:
 
 def _cached(load: Any) -> Any:
     def load_schema(name: str, cache: dict[str, Any] | None = None) -> Any:
-        path = cache_dir() / f"schema-{_key(name, cache or {})}.pickle"
-        try:
-            with open(path, "rb") as stored:
-                return pickle.load(stored)
-        except Exception:  # missing, unreadable or from an incompatible build: load it anew
-            pass
-        loaded = load(name, cache=cache)
-        _store(path, loaded)
-        return loaded
+        if salad_schema.cached_metaschema is None:  # schema-salad reads it from its module global
+            salad_schema.cached_metaschema = _stored_or_built(f"metaschema-{_key('metaschema', {})}",
+                                                              salad_schema.get_metaschema)
+        return _stored_or_built(f"schema-{_key(name, cache or {})}", functools.partial(load, name, cache=cache))
 
     load_schema.cached_on_disk = True  # type: ignore[attr-defined]
     return load_schema
+
+
+def _stored_or_built(name: str, build: Callable[[], Any]) -> Any:
+    path = cache_dir() / f"{name}.pickle"
+    try:
+        with open(path, "rb") as stored:
+            return pickle.load(stored)
+    except Exception:  # missing, unreadable or from an incompatible build: built anew
+        pass
+    built = build()
+    _store(path, built)
+    return built
 
 
 @functools.cache

@@ -55,16 +55,20 @@ CACHED_PROBE = textwrap.dedent("""
     from cwltool.context import LoadingContext
     from cwltool.load_tool import load_tool
     from cwltool.workflow import default_make_tool
+    from schema_salad import schema as salad
     from cwl_crunch.cwl.schemas import cache_schema_loads
 
     real_loads = []
     original = process.load_schema
     process.load_schema = lambda name, cache=None: real_loads.append(name) or original(name, cache=cache)
+    metaschema_builds = []
+    build_metaschema = salad.get_metaschema
+    salad.get_metaschema = lambda: metaschema_builds.append(1) or build_metaschema()
     cache_schema_loads()
     loading = LoadingContext()
     loading.construct_tool_object = default_make_tool
     tool = load_tool(sys.argv[1], loading)
-    print(len(real_loads), type(tool).__name__, len(tool.steps))
+    print(len(real_loads), len(metaschema_builds), type(tool).__name__, len(tool.steps))
 """)
 
 
@@ -78,22 +82,23 @@ def _cached_load(document: Path, cache: Path) -> str:
 def test_schema_loads_are_cached_on_disk_across_processes(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     first = _cached_load(EXAMPLES / "scatter.cwl", cache)
-    loads = int(first.split()[0])
-    assert loads >= 1
+    loads, metaschema_builds, built = first.split(maxsplit=2)
+    assert int(loads) >= 1 and metaschema_builds == "1"
     pickles = sorted(cache.glob("schema-*.pickle"))
-    assert len(pickles) == loads
-    assert all(p.stat().st_mode & 0o777 == 0o644 for p in pickles)
-    # The next process loads nothing itself and builds the same workflow from the cached schemas.
-    assert _cached_load(EXAMPLES / "scatter.cwl", cache) == "0" + first[len(str(loads)):]
+    assert len(pickles) == int(loads)
+    assert len(list(cache.glob("metaschema-*.pickle"))) == 1
+    assert all(p.stat().st_mode & 0o777 == 0o644 for p in cache.glob("*.pickle"))
+    # The next process builds no schema and no metaschema itself, and the same workflow from the cached ones.
+    assert _cached_load(EXAMPLES / "scatter.cwl", cache) == f"0 0 {built}"
 
 
 def test_an_unreadable_cache_entry_is_loaded_anew_and_replaced(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     first = _cached_load(EXAMPLES / "scatter.cwl", cache)
-    for stored in cache.glob("schema-*.pickle"):
+    for stored in cache.glob("*.pickle"):
         stored.write_bytes(b"not a pickle")
     assert _cached_load(EXAMPLES / "scatter.cwl", cache) == first
-    assert _cached_load(EXAMPLES / "scatter.cwl", cache).startswith("0 ")
+    assert _cached_load(EXAMPLES / "scatter.cwl", cache).startswith("0 0 ")
 
 
 def test_without_a_writable_cache_directory_schemas_are_loaded_as_usual(tmp_path: Path) -> None:

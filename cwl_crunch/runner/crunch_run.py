@@ -129,7 +129,9 @@ class CrunchRun:
             print(f"crunch-run {self.uuid}: {self.container['state']}, not Locked by this dispatcher; nothing to do",
                   file=sys.stderr)
             return False
-        self.secret_mounts = self.api.request("GET", f"/containers/{self.uuid}/secret_mounts")["secret_mounts"]
+        self.secret_mounts = {}
+        if self.container.get("has_secret_mounts", True):  # (a server that does not say: ask)
+            self.secret_mounts = self.api.request("GET", f"/containers/{self.uuid}/secret_mounts")["secret_mounts"]
         return True
 
     def _open_logs(self) -> None:

@@ -52,7 +52,8 @@ def current(ctx: Context, principal: Principal) -> dict[str, Any]:
 
 def list_containers(ctx: Context, principal: Principal, params: ListParams) -> dict[str, Any]:
     with ctx.store.read() as tx:
-        known = [c.name for c in containers.c if c.name not in ("secret_mounts", "reuse_digests", "command_digest", "has_error")]
+        known = [*(c.name for c in containers.c if c.name not in ("secret_mounts", "reuse_digests", "command_digest", "has_error")),
+                 "has_secret_mounts"]
         return list_rows(tx, containers, params, visible_containers(principal),
                          lambda rows: [container_view(r, principal) for r in rows], known=known)
 

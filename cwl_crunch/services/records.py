@@ -29,8 +29,12 @@ def _public(row: Mapping[str, Any], hidden: Iterable[str]) -> dict[str, Any]:
 
 
 def container_view(row: Mapping[str, Any], principal: Principal) -> dict[str, Any]:
+    """A container as clients see it. Its secret mounts never show, but whether it has any does
+    (`has_secret_mounts`): crunch-run asks for them only then, one call fewer per container."""
     hidden = _NEVER_SHOWN if principal.is_admin else _NEVER_SHOWN | {"auth"}
-    return _public(row, hidden)
+    view = _public(row, hidden)
+    view["has_secret_mounts"] = bool(row.get("secret_mounts"))
+    return view
 
 
 def request_view(row: Mapping[str, Any], container: Mapping[str, Any] | None = None) -> dict[str, Any]:

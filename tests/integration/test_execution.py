@@ -117,6 +117,33 @@ def test_a_short_container_sends_its_exit_code_with_its_final_state(image: str, 
     assert {"exit_code", "output", "log"} <= set(after_running[0]["properties"]["changed"])
 
 
+def test_crunch_run_asks_for_secret_mounts_only_when_the_container_has_some(cluster: Cluster) -> None:
+    # Counted at the server, under every connection opened from here on (the dispatcher's and crunch-runs').
+    paths: list[str] = []
+    server = cluster.service._server
+    inner = server.config.loaded_app
+
+    async def counting(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http":
+            paths.append(scope["path"])
+        await inner(scope, receive, send)
+
+    server.config.loaded_app = counting
+    try:
+        cluster.start_dispatcher("--vcpus", "4", "--ram", str(4 * GiB))
+        plain = cluster.submit(command=["echo", "plain"])
+        secret = cluster.submit(command=["cat", "/etc/secret.txt"],
+                                secret_mounts={"/etc/secret.txt": {"kind": "text", "content": "s3cr3t"}})
+        finished = [cluster.wait_final(r["container_uuid"]) for r in (plain, secret)]
+    finally:
+        server.config.loaded_app = inner
+    assert [c["state"] for c in finished] == ["Complete", "Complete"], cluster.diagnostics(finished[1]["uuid"])
+    assert lines(cluster.log_files(finished[1])["stdout.txt"]) == [b"s3cr3t"]
+    assert [p for p in paths if p.endswith("/secret_mounts")] == [
+        f"/arvados/v1/containers/{secret['container_uuid']}/secret_mounts"]
+    assert sum(p.endswith("/lock") for p in paths) == 2  # both went through this server's counting
+
+
 def test_output_files_sha1_digests_are_recorded_with_the_output(image: str, running_cluster: Cluster) -> None:
     script = "printf hello > a.txt && mkdir sub && printf '' > sub/empty"
     request = running_cluster.submit(container_image=image, command=["sh", "-c", script])

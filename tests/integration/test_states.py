@@ -143,11 +143,15 @@ def test_running_and_finishing_set_timestamps_and_clear_secrets(service):
     admin = service.admin()
     request = commit(alice, secret_mounts={"/secret": {"kind": "text", "content": "s3cr3t"}})
     uuid = request["container_uuid"]
+    plain = commit(alice, command=["echo", "no secrets"])["container_uuid"]
+    assert [ok(admin.get(f"/containers/{u}"))["has_secret_mounts"] for u in (uuid, plain)] == [True, False]
     running = run(admin, uuid)
     assert running["started_at"] is not None and running["finished_at"] is None
     assert running["auth"]  # the container token, for the admin only
+    assert running["has_secret_mounts"]  # what crunch-run reads to know it must ask for them
     done = complete(admin, uuid)
     assert done["finished_at"] is not None
     assert done["auth"] is None
+    assert done["has_secret_mounts"] is False
     with service.store.read() as tx:
         assert tx.get_container(uuid)["secret_mounts"] == {}

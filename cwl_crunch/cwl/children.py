@@ -43,6 +43,7 @@ class Children:
         # container → the requests it serves (identical steps share one container through reuse)
         self._requests_of: dict[str, set[str]] = {}
         self._current: dict[str, str] = {}  # request → its latest container
+        self._results: dict[str, dict[str, Any]] = {}  # our finished containers, from their final events
         self._created: set[str] = set()  # containers whose "create" event has been seen
         self._finishing: set[str] = set()  # requests whose _finish has started
         self._final_early: set[str] = set()
@@ -128,6 +129,9 @@ class Children:
                         self._created.clear()  # forgetting costs a GET per child, not correctness
                     self._created.add(uuid)  # new, so Queued: no refresh needed to learn its state
                 requests = list(self._requests_of.get(uuid, ()))
+                if requests and "exit_code" in properties:  # a final event carries the result
+                    self._results[uuid] = {"uuid": uuid, "state": properties["new_state"],
+                                           "exit_code": properties["exit_code"], "output": properties.get("output")}
             state = child_state(properties["new_state"])
             if any([self.progress.update(request_uuid, state) for request_uuid in requests]):
                 self.reporter.changed()
@@ -170,9 +174,13 @@ class Children:
         try:
             with self._lock:
                 container_uuid = self._current.get(uuid)
+                result = self._results.get(container_uuid or "")
             if container_uuid is None:  # never had a container, or its event has not been seen
                 container_uuid = self.api.get("container_requests", uuid).get("container_uuid")
-            container = self.api.get("containers", container_uuid) if container_uuid else {}
+            # A success is finished from its final event (the output collection holds the digests);
+            # anything else is read whole, for the report.
+            container = result if result is not None and job.outcome(result) == "success" else \
+                self.api.get("containers", container_uuid) if container_uuid else {}
             if job.outcome(container) != "success":
                 self._failed(job, self.api.get("container_requests", uuid), container)
                 job.finish(container)
@@ -188,9 +196,12 @@ class Children:
             with self._lock:
                 self.jobs.pop(uuid, None)
                 self._finishing.discard(uuid)
-                sharing = self._requests_of.get(self._current.get(uuid, ""))
+                container_uuid = self._current.get(uuid, "")
+                sharing = self._requests_of.get(container_uuid)
                 if sharing is not None:
                     sharing.discard(uuid)
+                if not sharing:
+                    self._results.pop(container_uuid, None)
             self.reporter.changed()
 
     def _failed(self, job: CrunchJob, request: dict[str, Any], container: dict[str, Any], reason: str = "") -> None:

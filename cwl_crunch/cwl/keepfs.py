@@ -88,10 +88,12 @@ class Keep:
         found = self._manifests.get(pdh)
         if found is None:
             try:
-                files = self.api.get("collections", pdh)["manifest"]
+                record = self.api.get("collections", pdh)
             except ApiError as error:
                 raise FileNotFoundError(f"collection {pdh}: {error}") from error
-            found = self._manifests[pdh] = Manifest(files)
+            found = self._manifests[pdh] = Manifest(record["manifest"])
+            if pdh not in self._sha1:  # a request's output collection carries its container's digests
+                self.remember_sha1(pdh, (record.get("properties") or {}).get("sha1"))
         return found
 
     def updated_in_place(self, old: str, new: str) -> None:
@@ -111,7 +113,8 @@ class Keep:
         return where
 
     def remember_sha1(self, pdh: str, digests: Any) -> None:
-        """The SHA-1 of a collection's files, from its container's `output_properties["sha1"]`."""
+        """The SHA-1 of a collection's files, from its container's `output_properties["sha1"]` or
+        the `properties["sha1"]` of a collection with that content."""
         if isinstance(digests, dict) and digests:
             self._sha1[pdh] = {p: d for p, d in digests.items() if isinstance(d, str) and _SHA1.fullmatch(d)}
 

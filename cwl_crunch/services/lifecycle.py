@@ -256,6 +256,9 @@ def _output_collection(tx: Repository, ctx: Context, request: Row, container: Ro
         "container_request": request["uuid"],
         **(request["output_properties"] or {}),
     }
+    digests = (container["output_properties"] or {}).get("sha1")
+    if digests:  # what crunch-run recorded of the files: a reader need not checksum them itself
+        properties["sha1"] = digests
     name = request["output_name"] or f"Container output for request {request['uuid']}"
     return _new_collection(tx, ctx, request, name, source["manifest"], properties, now)
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from ..domain.errors import Conflict
+from ..domain.states import FINAL_CONTAINER_STATES
 from ..domain.uuids import KIND_OF_TYPE, type_of
 from . import dialect
 from . import statements as sql
@@ -366,4 +367,7 @@ def _change_properties(old: Row, new: Row, changed: Mapping[str, Any]) -> dict[s
         properties["container_uuid"] = new["container_uuid"]
     if "priority" in changed:
         properties["new_priority"] = new["priority"]
+    if "exit_code" in new and new["state"] in FINAL_CONTAINER_STATES and old["state"] != new["state"]:
+        # A container's result travels with its final event: whoever waits for it need not ask.
+        properties["exit_code"], properties["output"] = new["exit_code"], new["output"]
     return properties

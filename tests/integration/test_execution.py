@@ -115,6 +115,9 @@ def test_a_short_container_sends_its_exit_code_with_its_final_state(image: str, 
     after_running = events[states.index("Running") + 1:]
     assert [e["properties"]["new_state"] for e in after_running] == ["Complete"], events
     assert {"exit_code", "output", "log"} <= set(after_running[0]["properties"]["changed"])
+    # The final event carries the result itself: a waiting runner need not read the container.
+    assert (after_running[0]["properties"]["exit_code"], after_running[0]["properties"]["output"]) == (
+        0, container["output"])
 
 
 def test_crunch_run_asks_for_secret_mounts_only_when_the_container_has_some(cluster: Cluster) -> None:
@@ -149,8 +152,11 @@ def test_output_files_sha1_digests_are_recorded_with_the_output(image: str, runn
     request = running_cluster.submit(container_image=image, command=["sh", "-c", script])
     container = running_cluster.wait_final(request["container_uuid"])
     assert container["state"] == "Complete", running_cluster.diagnostics(container["uuid"])
-    assert container["output_properties"]["sha1"] == {
-        "a.txt": hashlib.sha1(b"hello").hexdigest(), "sub/empty": hashlib.sha1(b"").hexdigest()}
+    digests = {"a.txt": hashlib.sha1(b"hello").hexdigest(), "sub/empty": hashlib.sha1(b"").hexdigest()}
+    assert container["output_properties"]["sha1"] == digests
+    # The request's output collection (what its owner can read) carries them too.
+    final = ok(running_cluster.admin.get(f"/container_requests/{request['uuid']}"))
+    assert ok(running_cluster.admin.get(f"/collections/{final['output_uuid']}"))["properties"]["sha1"] == digests
 
 
 def test_a_finished_containers_work_directory_is_removed(image: str, running_cluster: Cluster) -> None:

@@ -11,7 +11,7 @@ from cwl_crunch.cwl.children import Children
 from cwl_crunch.cwl.keepfs import Keep
 from cwl_crunch.cwl.report import Reporter
 from cwl_crunch.domain.progress import Progress
-from tests.support.flows import commit, complete
+from tests.support.flows import commit, complete, ok
 from tests.support.service import request_body
 
 
@@ -113,3 +113,59 @@ def test_steps_that_reuse_running_containers_count_as_running(service):
         assert running_soon(progress, 3) == {"jobsComplete": 0, "jobsWaiting": 0, "jobsRunning": 3, "jobsFailed": 0}
     finally:
         children.close()
+
+
+class CountingClient(Client):
+    """The real client, noting every path it GETs."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.got: list[str] = []
+
+    def request(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "GET":
+            self.got.append(path)
+        return super().request(method, path, *args, **kwargs)
+
+
+class RecordingJob:
+    name = "recorded"
+
+    def __init__(self, succeeds: bool) -> None:
+        self.succeeds = succeeds
+        self.containers: list[dict[str, Any]] = []
+        self.done = threading.Event()
+
+    def outcome(self, container: dict[str, Any]) -> str:
+        return "success" if self.succeeds and container.get("exit_code") == 0 else "permanentFail"
+
+    def finish(self, container: dict[str, Any]) -> str:
+        self.containers.append(container)
+        self.done.set()
+        return self.outcome(container)
+
+
+def test_a_successful_child_is_finished_from_its_final_event_a_failed_one_from_its_record(service):
+    token = service.token("alice")
+    admin = service.admin()
+    api = CountingClient(service.url, token)
+    children = Children(api, Keep(api), Reporter(Progress(), lambda status: None))
+    children.start()
+    try:
+        jobs = {}
+        for exit_code in (0, 3):
+            job = jobs[exit_code] = RecordingJob(succeeds=True)
+            children.submit(job, request_body(command=["echo", str(exit_code)]))
+            (request,) = [r for r in ok(service.client(token).get("/container_requests"))["items"]
+                          if r["command"] == ["echo", str(exit_code)]]
+            done = complete(admin, request["container_uuid"], exit_code=exit_code)
+            assert job.done.wait(10)
+            (seen,) = job.containers
+            assert (seen["uuid"], seen["state"], seen["exit_code"], seen["output"]) == (
+                done["uuid"], "Complete", exit_code, done["output"])
+        succeeded, failed = (jobs[code].containers[0]["uuid"] for code in (0, 3))
+    finally:
+        children.close()
+    containers_read = [path for path in api.got if path.startswith("/containers/")]
+    assert containers_read == [f"/containers/{failed}"]  # the failure's whole record, for its report
+    assert "runtime_status" in jobs[3].containers[0] and "runtime_status" not in jobs[0].containers[0]

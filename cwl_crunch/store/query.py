@@ -18,7 +18,6 @@ from sqlalchemy import (
     exists,
     false,
     or_,
-    select,
 )
 from sqlalchemy.sql.elements import UnaryExpression
 
@@ -215,16 +214,17 @@ def visible_requests(principal: Principal) -> list[ColumnElement[bool]]:
 
 
 def visible_containers(principal: Principal) -> list[ColumnElement[bool]]:
+    """Containers some request the principal sees has had: a correlated EXISTS, probed per
+    container by index. `uuid IN (the containers of all the user's requests)` cost a walk of the
+    user's whole history for every container read (4 ms per GET after 1,200 requests)."""
     if principal.is_admin:
         return []
-    reached = (
-        select(request_containers.c.container_uuid)
-        .join(container_requests, container_requests.c.uuid == request_containers.c.request_uuid)
-        .where(*visible_requests(principal))
-    )
+    rc, r = request_containers.c, container_requests.c
+    reached = exists().where(rc.container_uuid == containers.c.uuid,
+                             exists().where(r.uuid == rc.request_uuid, *visible_requests(principal)))
     if principal.container_uuid is not None:
-        return [or_(containers.c.uuid == principal.container_uuid, containers.c.uuid.in_(reached))]
-    return [containers.c.uuid.in_(reached)]
+        return [or_(containers.c.uuid == principal.container_uuid, reached)]
+    return [reached]
 
 
 def visible_collections(principal: Principal) -> list[ColumnElement[bool]]:

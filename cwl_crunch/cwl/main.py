@@ -18,6 +18,7 @@ from ..client import Client
 from ..domain.progress import Progress
 from .children import Children
 from .connection import Connection, Unreachable, inside_container
+from .documents import make_cheap_to_copy
 from .executor import CrunchExecutor
 from .job import CrunchTool
 from .keepfs import CollectionFsAccess, Keep
@@ -102,6 +103,9 @@ def run_local(args: argparse.Namespace, api: Client, keep: Keep) -> int:
 def _make_tool(toolpath_object: dict[str, Any], loading_context: LoadingContext, children: Children) -> Any:
     share_core_types()
     if toolpath_object.get("class") == "Workflow":
+        make_cheap_to_copy(toolpath_object)
+        if loading_context.loader is not None:
+            make_cheap_to_copy(list(loading_context.loader.idx.values()))
         embed_step_tools(toolpath_object, loading_context)
     if toolpath_object.get("class") == "CommandLineTool":
         return CrunchTool(toolpath_object, loading_context, children)

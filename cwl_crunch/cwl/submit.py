@@ -34,6 +34,7 @@ from schema_salad.ref_resolver import uri_file_path
 from ..client import Client
 from ..follow import EventFollower
 from .connection import Connection, Unreachable
+from .documents import make_cheap_to_copy
 from .executor import check_supported
 from .keepfs import SCHEME, Keep, location
 from .packing import packed, restore_lost_outputs
@@ -112,7 +113,9 @@ def _prepare(args: argparse.Namespace, loading: LoadingContext) -> tuple[dict[st
     uri, tool_file_uri = resolve_tool_uri(args.workflow, resolver=loading.resolver,
                                           fetcher_constructor=loading.fetcher_constructor)
     loading, workflowobj, uri = fetch_document(uri, loading)
+    make_cheap_to_copy(workflowobj)
     loading, uri = resolve_and_validate_document(loading, workflowobj, uri)
+    make_cheap_to_copy(list(loading.loader.idx.values()))  # and the documents its steps run
     share_core_types()
     tool = make_tool(uri, loading)
     _check_requirements(tool, args)

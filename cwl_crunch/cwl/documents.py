@@ -1,0 +1,81 @@
+"""Loaded CWL documents that are cheap to deep-copy.
+
+cwltool deep-copies a workflow's documents many times while building its tool objects: each
+step copies its own definition, the tool it runs, that tool's inputs, the requirements it
+inherits. The documents are ruamel.yaml's CommentedMap and CommentedSeq, whose deep copy also
+deep-copies each node's YAML attributes (line and column numbers, comments), and does it without
+the copy's memo (and, for a sequence, once per item). On a 50-step workflow that was over half of
+building the tool tree, in the client and again in the runner.
+
+`make_cheap_to_copy` turns a loaded document's nodes, in place, into subclasses whose deep copy
+copies the contents and shares those attributes. They describe where the original text was, so
+a copy may point at the same place; nothing in cwltool or schema-salad changes them on a copy.
+Error messages keep their line numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ruamel.yaml.comments import (
+    Anchor,
+    Comment,
+    CommentedMap,
+    CommentedSeq,
+    Format,
+    LineCol,
+    Tag,
+    merge_attrib,
+)
+
+_YAML_ATTRIBUTES = (Comment.attrib, Format.attrib, LineCol.attrib, Anchor.attrib, Tag.attrib, merge_attrib)
+
+
+def _share_yaml_attributes(source: Any, target: Any) -> None:
+    for name in _YAML_ATTRIBUTES:
+        if hasattr(source, name):
+            setattr(target, name, getattr(source, name))
+
+
+class CheapMap(CommentedMap):
+    __slots__ = ()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CheapMap:
+        copied = CheapMap()
+        memo[id(self)] = copied
+        for key, value in self.items():
+            copied[key] = copy.deepcopy(value, memo)
+        _share_yaml_attributes(self, copied)
+        return copied
+
+
+class CheapSeq(CommentedSeq):
+    __slots__ = ()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CheapSeq:
+        copied = CheapSeq()
+        memo[id(self)] = copied
+        copied.extend(copy.deepcopy(item, memo) for item in self)
+        _share_yaml_attributes(self, copied)
+        return copied
+
+
+def make_cheap_to_copy(document: Any) -> None:
+    """Turn every CommentedMap and CommentedSeq in `document` into its cheap-to-copy kind, in
+    place (the objects stay the same ones: whatever refers to them sees the change). A node
+    already turned is skipped with all below it."""
+    pending = [document]
+    while pending:
+        node = pending.pop()
+        kind = type(node)
+        if kind is CommentedMap:
+            node.__class__ = CheapMap
+            pending.extend(value for value in node.values() if isinstance(value, (dict, list)))
+        elif kind is CommentedSeq:
+            node.__class__ = CheapSeq
+            pending.extend(item for item in node if isinstance(item, (dict, list)))
+        elif kind is dict:
+            pending.extend(value for value in node.values() if isinstance(value, (dict, list)))
+        elif kind is list:
+            pending.extend(item for item in node if isinstance(item, (dict, list)))

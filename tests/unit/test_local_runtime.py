@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
-from cwl_crunch.runner.runtimes import Bind, CommandNotStarted, ProcessSpec
+from cwl_crunch.runner.runtimes import Bind, CommandNotStarted, ProcessSpec, local
 from cwl_crunch.runner.runtimes.local import LocalRuntime, _check_command
 
 
@@ -21,12 +21,34 @@ def pairs(args: list[str], flag: str) -> list[tuple[str, str]]:
     return [(args[i + 1], args[i + 2]) for i, a in enumerate(args) if a == flag]
 
 
+def test_only_directories_without_room_for_a_target_are_carved(tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    (host / "a" / "b" / "c").mkdir(parents=True)
+    (host / "a" / "b" / "d").write_text("")
+    (host / "a" / "e").mkdir()
+    (host / "a" / "link").symlink_to("e")
+    a, b = host / "a", host / "a" / "b"
+    args = local._carve(host, [PurePosixPath(b / "new"), PurePosixPath(a / "link" / "x")])
+    # host has room for everything below it: bound whole. host/a needs host/a/link to be a directory,
+    # not the host's symlink: carved. host/a/b lacks room for b/new: carved, its entries bound.
+    assert args[:5] == ["--ro-bind", str(host), str(host), "--tmpfs", str(a)]
+    assert args[args.index(str(b)) - 1] == "--tmpfs"
+    assert {(str(b / "c"),) * 2, (str(b / "d"),) * 2, (str(a / "e"),) * 2} <= set(pairs(args, "--ro-bind-try"))
+    assert str(a / "link") not in args  # made by the bind of a/link/x, inside host/a's tmpfs
+    args = local._carve(host, [PurePosixPath(b / "c" / "new")])
+    assert args == ["--ro-bind", str(host), str(host), "--ro-bind", str(a), str(a), "--ro-bind", str(b), str(b),
+                    "--tmpfs", str(b / "c")]
+
+
 def test_targets_get_room_without_touching_the_host(tmp_path: Path) -> None:
     args = LocalRuntime("bwrap").arguments(spec(tmp_path))
     assert "--unshare-net" in args
-    # Directories on the way to a target are fresh tmpfs, the rest of the host read-only.
-    assert args[args.index("/var") - 1] == "--tmpfs" and args[args.index("/var/spool") - 1] == "--tmpfs"
+    # A directory lacking room for a target is a fresh tmpfs holding the host's entries read-only
+    # (`/` for /keep, /var/spool for /var/spool/cwl); one with room is the host's, read-only.
+    assert args[args.index("/var/spool") - 1] == "--tmpfs"
+    assert ("/var", "/var") in pairs(args, "--ro-bind") and "/var" not in pairs(args, "--tmpfs")
     assert ("/usr", "/usr") in pairs(args, "--ro-bind-try")
+    assert args.index("/var") < args.index("/var/spool") < args.index("/var/spool/cwl")  # outer mounts first
     assert (str(tmp_path / "out"), "/var/spool/cwl") in pairs(args, "--bind")
     assert (str(tmp_path / "in"), "/keep/in") in pairs(args, "--ro-bind")
     assert args[-2:] == ["--chdir", "/var/spool/cwl"]

@@ -80,8 +80,20 @@ def test_a_cgroup_that_cannot_be_joined_is_a_start_failure(tmp_path: Path, monke
     runtime = LocalRuntime()
     given = spec(tmp_path, ["sh", "-c", "echo ran > marker"])
     process = runtime.start(given, held=True)
-    runtime.release(process)
+    runtime.release(process)  # the sandbox could not be moved: killed, never released
     code, _, err = finish(runtime, given, process)
+    assert code == -9
+    assert runtime.start_failure(code, b"").startswith(f"crunch-run: cannot join cgroup {missing}: ")
+    assert not (tmp_path / "out" / "marker").exists()
+
+
+def test_not_held_a_cgroup_that_cannot_be_joined_is_a_start_failure_too(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = tmp_path / "no-such-cgroup"
+    monkeypatch.setattr(local, "_cgroups", lambda spec: [missing])
+    runtime = LocalRuntime()
+    given = spec(tmp_path, ["sh", "-c", "echo ran > marker"])
+    code, _, err = finish(runtime, given, runtime.start(given))
     assert code == JOIN_FAILED
     assert runtime.start_failure(code, err.splitlines()[0]) == f"crunch-run: cannot join cgroup {missing}"
     assert not (tmp_path / "out" / "marker").exists()

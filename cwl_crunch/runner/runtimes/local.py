@@ -1,23 +1,25 @@
 """The local runtime: the host's filesystem, read-only, in a private mount namespace (bubblewrap).
 
 The process is started held (`--block-fd`): bubblewrap builds the sandbox, then waits for a byte
-before running the command. crunch-run records Running meanwhile, so the sandbox's setup (and
-joining the memory cgroup, which takes 5-20 ms on the cgroup v1 hosts measured) is not wholly on
-the path from Locked to the command's start.
+before running the command. Three things happen side by side: bubblewrap's setup, the sandbox's
+move into its cgroups (a thread here; the first cgroup move after a quiet spell takes about 10 ms
+on the hosts measured), and crunch-run recording Running. The command starts once all are done.
 
 The container's mounts appear at their targets even where the host has no such directory
-(`/keep/in`, `/var/spool/cwl`): the host root is not bound as one piece but "carved" — every
-directory on the way to a target becomes a fresh tmpfs holding read-only binds of the host's
+(`/keep/in`, `/var/spool/cwl`): the host root is not bound as one piece but "carved" — a
+directory lacking room for a target becomes a fresh tmpfs holding read-only binds of the host's
 entries beside it, so a target can be created at any depth without touching the host.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path, PurePosixPath
 
@@ -34,6 +36,8 @@ class LocalRuntime:
     def __init__(self, bwrap: str | None = None) -> None:
         self.bwrap = bwrap or shutil.which("bwrap") or ""
         self._gates: dict[int, int] = {}  # pid of a held process → the pipe end that releases it
+        self._joins: dict[int, _Join] = {}  # pid of a held process → its sandbox joining its cgroups
+        self._join_error: str | None = None
 
     def prepare(self, spec: ProcessSpec) -> None:
         if not self.bwrap:
@@ -58,36 +62,56 @@ class LocalRuntime:
         _check_command(spec)
         groups = _cgroups(spec)
         arguments = self.arguments(spec)
-        gate_out = gate_in = -1
+        # Held, the sandbox joins its cgroups from here while bubblewrap builds it (--info-fd
+        # names it); otherwise a shell joins them before it becomes bubblewrap.
+        joins_later = held and bool(groups)
+        ours: list[int] = []  # pipe ends kept here
+        theirs: list[int] = []  # pipe ends handed to bubblewrap
         if held:
             gate_out, gate_in = os.pipe()
             arguments += ["--block-fd", str(gate_out)]
+            ours.append(gate_in)
+            theirs.append(gate_out)
+        if joins_later:
+            info_in, info_out = os.pipe()
+            arguments += ["--info-fd", str(info_out)]
+            ours.append(info_in)
+            theirs.append(info_out)
         stdin = spec.stdin.open("rb") if spec.stdin else subprocess.DEVNULL
         try:
             process = subprocess.Popen(
-                [*_joining(groups), *arguments, "--", *spec.command],
+                [*([] if joins_later else _joining(groups)), *arguments, "--", *spec.command],
                 stdin=stdin,
                 stdout=spec.stdout if spec.stdout is not None else subprocess.PIPE,
                 stderr=spec.stderr if spec.stderr is not None else subprocess.PIPE,
                 env=spec.environment,
                 start_new_session=True,
-                pass_fds=(gate_out,) if held else (),
+                pass_fds=tuple(theirs),
                 preexec_fn=_address_space_limit(spec, groups),
             )
         except BaseException:
-            if held:
-                os.close(gate_in)
+            for fd in ours:
+                os.close(fd)
             raise
         finally:
             if stdin is not subprocess.DEVNULL:
                 stdin.close()
-            if held:
-                os.close(gate_out)
+            for fd in theirs:
+                os.close(fd)
         if held:
             self._gates[process.pid] = gate_in
+        if joins_later:
+            self._joins[process.pid] = _Join(info_in, groups)
         return process
 
     def release(self, process: subprocess.Popen[bytes]) -> None:
+        """Let the command start, once the sandbox is in its cgroups; if it could not join them,
+        kill it unrun instead (`start_failure` then says why)."""
+        join = self._joins.pop(process.pid, None)
+        if join is not None and join.wait() is not None:
+            self._join_error = join.error
+            self.abandon(process)
+            return
         gate = self._gates.pop(process.pid)
         try:
             os.write(gate, b"1")
@@ -104,8 +128,13 @@ class LocalRuntime:
             pass
         process.wait()
         os.close(self._gates.pop(process.pid))
+        join = self._joins.pop(process.pid, None)
+        if join is not None:
+            join.wait()  # ends with bubblewrap, which held the other end of its pipe
 
     def start_failure(self, returncode: int, stderr_head: bytes) -> str | None:
+        if self._join_error is not None:
+            return self._join_error
         if (returncode == 1 and stderr_head.startswith(b"bwrap: ")) or (
                 returncode == JOIN_FAILED and stderr_head.startswith(JOIN_FAILED_MESSAGE)):
             return stderr_head.decode(errors="replace").splitlines()[0]
@@ -291,7 +320,57 @@ def memory_usage(spec: ProcessSpec) -> tuple[int, int] | None:
         return None
 
 
-# The cgroups are joined by a shell that then becomes bubblewrap, rather than in a `preexec_fn`:
+class _Join(threading.Thread):
+    """Moves a held bubblewrap's sandbox into its cgroups while bubblewrap builds it.
+
+    The first cgroup move after a quiet spell takes about 10 ms here (the kernel waits out an RCU
+    grace period to make the cgroup lock exclusive), and the sandbox's setup takes about as long:
+    side by side rather than one after the other, they are off a short step's critical path. The
+    sandbox's first process (bubblewrap's child, named on --info-fd) is moved before the gate
+    opens, so the command, which it forks only then, starts inside the groups.
+    """
+
+    def __init__(self, info: int, groups: list[Path]) -> None:
+        super().__init__(name="cgroup-join", daemon=True)
+        self.info, self.groups = info, groups
+        self.error: str | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            pid = _child_pid(self.info)
+        finally:
+            os.close(self.info)
+        if pid is None:
+            return  # bubblewrap failed before making the sandbox: its own error says why
+        for group in self.groups:
+            try:
+                (group / "cgroup.procs").write_text(str(pid))
+            except OSError as error:
+                self.error = f"{JOIN_FAILED_MESSAGE.decode()} {group}: {error.strerror or error}"
+                return
+
+    def wait(self) -> str | None:
+        """The error, once done (None: joined, or nothing to join)."""
+        self.join()
+        return self.error
+
+
+def _child_pid(info: int) -> int | None:
+    """The sandbox's pid, from bubblewrap's --info-fd JSON; None if it ended without one."""
+    data = b""
+    while chunk := os.read(info, 4096):
+        data += chunk
+        try:
+            return int(json.loads(data)["child-pid"])
+        except ValueError:
+            continue  # not all of it yet
+        except (KeyError, TypeError):
+            return None
+    return None
+
+
+# Not held, the cgroups are joined by a shell that then becomes bubblewrap, rather than in a `preexec_fn`:
 # Python then starts the child with vfork instead of copying crunch-run's memory, and returns
 # as soon as the shell runs, while the slow join goes on beside crunch-run's own work.
 JOIN_FAILED = 125

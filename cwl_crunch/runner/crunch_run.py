@@ -41,7 +41,7 @@ from .runtimes import (
     wait_for_exit,
 )
 from .runtimes.docker import DockerRuntime
-from .runtimes.local import LocalRuntime, group_members, memory_usage
+from .runtimes.local import LocalRuntime
 
 ACTIVITY_DELAY_SECONDS = 0.5  # a step taking longer than this is shown in runtime_status.activity
 # Output files' SHA-1 digests (CWL's checksums) go into the container's output_properties["sha1"]
@@ -338,10 +338,8 @@ class CrunchRun:
         self.cancel_requested.set()
 
     def _crunchstat(self, stop: threading.Event) -> None:
-        assert self.process is not None and self.spec is not None
-        local = isinstance(self.runtime, LocalRuntime)
-        memory = (lambda: memory_usage(self.spec)) if local else (lambda: None)
-        members = (lambda: group_members(self.spec)) if local else (lambda: None)
+        assert self.process is not None and self.spec is not None and self.runtime is not None
+        memory, members = partial(self.runtime.memory_usage, self.spec), partial(self.runtime.members, self.spec)
 
         def warn(text: str) -> None:
             self.say(text)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import re
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -559,7 +559,8 @@ def test_memory_is_limited_and_nearly_full_memory_raises_a_warning(cluster: Clus
 
 def test_cgroups_left_by_a_killed_crunch_run_are_swept(tmp_path: Path) -> None:
     from cwl_crunch.runner.runtimes import ProcessSpec
-    from cwl_crunch.runner.runtimes.local import CGROUP_ROOT, LocalRuntime
+    from cwl_crunch.runner.runtimes.cgroups import CGROUP_ROOT
+    from cwl_crunch.runner.runtimes.local import LocalRuntime
 
     require_bwrap()
     parent = CGROUP_ROOT / "memory" / "crunch"
@@ -597,7 +598,8 @@ def test_a_finished_containers_memory_cgroup_does_not_linger_dying(tmp_path: Pat
     """A removed memory cgroup that still has page cache charged (a file the container was the
     first to read) lives on until memory pressure; cleanup reclaims a small cache first."""
     from cwl_crunch.runner.runtimes import Bind, ProcessSpec
-    from cwl_crunch.runner.runtimes.local import CGROUP_ROOT, LocalRuntime
+    from cwl_crunch.runner.runtimes.cgroups import CGROUP_ROOT
+    from cwl_crunch.runner.runtimes.local import LocalRuntime
 
     require_bwrap()
     if not (CGROUP_ROOT / "memory" / "memory.limit_in_bytes").exists():

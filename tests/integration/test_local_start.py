@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cwl_crunch.runner.runtimes import Bind, ProcessSpec, local
-from cwl_crunch.runner.runtimes.local import JOIN_FAILED, LocalRuntime
+from cwl_crunch.runner.runtimes import Bind, ProcessSpec, cgroups
+from cwl_crunch.runner.runtimes.cgroups import JOIN_FAILED
+from cwl_crunch.runner.runtimes.local import LocalRuntime
 from tests.support.cluster import require_bwrap
 
 
@@ -76,7 +77,7 @@ def test_the_command_runs_inside_the_containers_memory_cgroup(tmp_path: Path) ->
 
 def test_a_cgroup_that_cannot_be_joined_is_a_start_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     missing = tmp_path / "no-such-cgroup"
-    monkeypatch.setattr(local, "_cgroups", lambda spec: [missing])
+    monkeypatch.setattr(cgroups, "create", lambda spec: [missing])
     runtime = LocalRuntime()
     given = spec(tmp_path, ["sh", "-c", "echo ran > marker"])
     process = runtime.start(given, held=True)
@@ -90,7 +91,7 @@ def test_a_cgroup_that_cannot_be_joined_is_a_start_failure(tmp_path: Path, monke
 def test_not_held_a_cgroup_that_cannot_be_joined_is_a_start_failure_too(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     missing = tmp_path / "no-such-cgroup"
-    monkeypatch.setattr(local, "_cgroups", lambda spec: [missing])
+    monkeypatch.setattr(cgroups, "create", lambda spec: [missing])
     runtime = LocalRuntime()
     given = spec(tmp_path, ["sh", "-c", "echo ran > marker"])
     code, _, err = finish(runtime, given, runtime.start(given))

@@ -97,6 +97,12 @@ class Runtime(Protocol):
     def cleanup(self, spec: ProcessSpec) -> None:
         """Remove what `start` left behind (engine containers); idempotent."""
 
+    def memory_usage(self, spec: ProcessSpec) -> tuple[int, int] | None:
+        """(bytes in use, limit) of the running container as a whole, where the runtime can tell."""
+
+    def members(self, spec: ProcessSpec) -> list[int] | None:
+        """The pids of the running container, where the runtime can tell (else its process tree counts)."""
+
 
 def wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> None:
     """Return when `process` has exited or `timeout` seconds have passed, whichever is first.

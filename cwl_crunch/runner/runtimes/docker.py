@@ -165,6 +165,12 @@ class DockerRuntime:
 
     # ---- images ----
 
+    def memory_usage(self, spec: ProcessSpec) -> tuple[int, int] | None:
+        return None  # the engine's own accounting is not read: crunchstat counts the client's tree
+
+    def members(self, spec: ProcessSpec) -> list[int] | None:
+        return None
+
     def load_tarball(self, path: Path) -> str:
         """Load a `docker save` tarball; return the image id to run (`sha256:…`).
 

@@ -179,8 +179,10 @@ class Children:
                 container_uuid = self.api.get("container_requests", uuid).get("container_uuid")
             # A success is finished from its final event (the output collection holds the digests);
             # anything else is read whole, for the report.
-            container = result if result is not None and job.outcome(result) == "success" else \
-                self.api.get("containers", container_uuid) if container_uuid else {}
+            if result is not None and job.outcome(result) == "success":
+                container = result
+            else:
+                container = self.api.get("containers", container_uuid) if container_uuid else {}
             if job.outcome(container) != "success":
                 self._failed(job, self.api.get("container_requests", uuid), container)
                 job.finish(container)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import sys
+import threading
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import cwltool.main
 from cwltool.argparser import arg_parser
@@ -116,6 +118,30 @@ def _publish_own(api: Client, uuid: str, status: dict[str, Any]) -> None:
     api.update("containers", uuid, {"runtime_status": status})
 
 
+def command() -> NoReturn:
+    """The `cwl-crunch` command: main(), then `exit_fast`."""
+    exit_fast(main())
+
+
+def exit_fast(code: int) -> NoReturn:
+    """Exit without Python's teardown, which frees a loaded workflow's objects one by one: 0.15–0.25 s
+    for chain-50, in the client and again in the runner, after all the work is done.
+
+    What a normal exit does first still happens: exit handlers run (logging's flush, finalizers)
+    and the standard streams are flushed. While a non-daemon thread still runs, it is a normal
+    exit, which waits for it.
+    """
+    if any(not thread.daemon for thread in threading.enumerate() if thread is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`| head`): what Python itself would exit with
+            code = code or 120
+    os._exit(code)
+
+
 def _version() -> str:
     from importlib.metadata import version
 
@@ -123,4 +149,4 @@ def _version() -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    command()

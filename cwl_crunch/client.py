@@ -95,8 +95,10 @@ class Client:
         if body is not None:
             payload = json.dumps(body).encode()
             sent["Content-Type"] = "application/json"
-        for attempt in range(RETRIES + 1):
+        attempt, may_be_stale = 0, True
+        while True:
             conn = self._connection()
+            kept_alive = conn.sock is not None  # open since an earlier request
             try:
                 if isinstance(payload, Path):  # streamed from the file, reopened for each attempt
                     with payload.open("rb") as body:
@@ -107,12 +109,17 @@ class Client:
                 response = conn.getresponse()
                 data = response.read()
                 return response.status, data, response.headers
-            except (ConnectionError, http.client.HTTPException, TimeoutError, OSError):
+            except (ConnectionError, http.client.HTTPException, TimeoutError, OSError) as error:
                 self._drop_connection()
+                if kept_alive and may_be_stale and isinstance(error, ConnectionError):
+                    # The server closed the connection while it was idle (uvicorn does after 5 s):
+                    # a new one at once, not after a pause meant for a server in trouble.
+                    may_be_stale = False
+                    continue
                 if attempt == RETRIES:
                     raise
                 time.sleep(min(2.0, 0.1 * 2**attempt))
-        raise AssertionError("unreachable")
+                attempt += 1
 
     def stream(self, path: str, params: Mapping[str, str] | None = None) -> http.client.HTTPResponse:
         """GET a response that stays open (`?follow=1`), on a connection of its own: read it with

@@ -1,0 +1,74 @@
+"""The API client's connections: a server closing an idle keep-alive connection costs a new
+connection, not a retry pause; a server in trouble still gets the pauses."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from cwl_crunch import client as client_module
+from cwl_crunch.client import Client
+
+
+class _ClosesIdleConnections(BaseHTTPRequestHandler):
+    """Answers every request, then closes the connection without saying so (no `Connection:
+    close`): what a server does to a keep-alive connection that stayed idle too long."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.server.connections.add(self.client_address)  # type: ignore[attr-defined]
+        body = json.dumps({"path": self.path}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def closing_server() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ClosesIdleConnections)
+    server.connections = set()  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_closed_idle_connection_is_replaced_at_once(closing_server: ThreadingHTTPServer,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr(client_module.time, "sleep", pauses.append)
+    api = Client(f"http://127.0.0.1:{closing_server.server_address[1]}", "t")
+
+    answers = [api.request("GET", f"/things/{n}") for n in range(3)]
+
+    assert [a["path"] for a in answers] == [f"/arvados/v1/things/{n}" for n in range(3)]
+    assert len(closing_server.connections) == 3  # type: ignore[attr-defined]
+    assert pauses == []
+
+
+def test_a_refused_connection_is_still_retried_with_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr(client_module.time, "sleep", pauses.append)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ClosesIdleConnections)
+    port = server.server_address[1]
+    server.server_close()  # nothing listens there any more
+    api = Client(f"http://127.0.0.1:{port}", "t")
+
+    with pytest.raises(ConnectionRefusedError):
+        api.request("GET", "/things")
+
+    assert len(pauses) == client_module.RETRIES
+    assert pauses == sorted(pauses) and pauses[0] > 0

@@ -131,7 +131,10 @@ class Children:
                 requests = list(self._requests_of.get(uuid, ()))
                 if requests and "exit_code" in properties:  # a final event carries the result
                     self._results[uuid] = {"uuid": uuid, "state": properties["new_state"],
-                                           "exit_code": properties["exit_code"], "output": properties.get("output")}
+                                           "exit_code": properties["exit_code"], "output": properties.get("output"),
+                                           "output_properties": {"sha1": properties.get("output_sha1")}}
+                    if properties.get("output") and properties.get("output_manifest") is not None:
+                        self.keep.remember(properties["output"], properties["output_manifest"])  # small: no GET
             state = child_state(properties["new_state"])
             if any([self.progress.update(request_uuid, state) for request_uuid in requests]):
                 self.reporter.changed()

@@ -96,6 +96,12 @@ class Keep:
                 self.remember_sha1(pdh, (record.get("properties") or {}).get("sha1"))
         return found
 
+    def remember(self, pdh: str, files: dict[str, Any]) -> None:
+        """A collection's manifest learnt elsewhere (a container's Complete event): read without
+        asking. Ignored unless it hashes to `pdh`."""
+        if pdh not in self._manifests and portable_data_hash(files) == pdh:
+            self._manifests[pdh] = Manifest(files)
+
     def updated_in_place(self, old: str, new: str) -> None:
         """Files and directories at `old` (and below it) now read as those at `new`."""
         if old != new:

@@ -138,7 +138,8 @@ def _apply(tx: Repository, ctx: Context, container: Row, new: ContainerState, pa
     finishing = new.is_final and container["state"] != new.value
     if finishing:
         changes.update(lifecycle.final_changes(now))
-    updated = tx.update_container(container, changes, now)
+    details = lifecycle.result_details(tx, container, changes) if finishing and new == ContainerState.COMPLETE else None
+    updated = tx.update_container(container, changes, now, details)
     if finishing:
         if updated["log"]:  # the log collection is saved: the live copy has served its purpose
             tx.delete_live_logs(updated["uuid"])

@@ -73,8 +73,10 @@ class Repository:
             self._written[stored["uuid"]] = stored
         return stored
 
-    def _guarded_update(self, table: Table, old: Row, changes: Mapping[str, Any], now: datetime) -> Row:
-        """Apply `changes` if the row is still in `old`'s state; record an event for what changed."""
+    def _guarded_update(self, table: Table, old: Row, changes: Mapping[str, Any], now: datetime,
+                        details: Mapping[str, Any] | None = None) -> Row:
+        """Apply `changes` if the row is still in `old`'s state; record an event for what changed
+        (with `details` among its properties)."""
         changed = {k: v for k, v in changes.items() if old.get(k) != v and k not in _GENERATED}
         if not changed:
             return old
@@ -84,7 +86,7 @@ class Repository:
             raise Conflict(f"{old['uuid']} was changed by someone else; try again")
         new = dict(stored._mapping)
         self._written[new["uuid"]] = new
-        self.add_event(old["uuid"], "update", _change_properties(old, new, changed), now)
+        self.add_event(old["uuid"], "update", {**_change_properties(old, new, changed), **(details or {})}, now)
         return new
 
     def list(
@@ -144,8 +146,9 @@ class Repository:
         self.add_event(row["uuid"], "create", {"old_state": None, "new_state": row["state"]}, now)
         return row
 
-    def update_container(self, old: Row, changes: Mapping[str, Any], now: datetime) -> Row:
-        return self._guarded_update(containers, old, changes, now)
+    def update_container(self, old: Row, changes: Mapping[str, Any], now: datetime,
+                         details: Mapping[str, Any] | None = None) -> Row:
+        return self._guarded_update(containers, old, changes, now, details)
 
     def touch_heartbeat(self, uuid: str, now: datetime) -> None:
         """Record a heartbeat; deliberately no event (they come every few seconds)."""

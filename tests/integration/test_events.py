@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.support.flows import commit, ok
+from cwl_crunch.services.lifecycle import EVENT_MANIFEST_ENTRIES
+from tests.support.flows import collection, commit, ok, run
 from tests.support.service import RunningService, start_service
 from tests.support.sse import EventStream, Received
 
@@ -334,3 +335,25 @@ def test_an_event_committed_after_a_newer_one_is_not_skipped(service, open_strea
     sentinel = commit(alice, command=["echo", "sentinel"])
     late = stream.until(is_state(sentinel["uuid"], "Committed"))
     assert slow["uuid"] in [e.data["object_uuid"] for e in late], "the slow transaction's event was skipped"
+
+
+@pytest.mark.parametrize("files", [1, EVENT_MANIFEST_ENTRIES + 1])
+def test_a_complete_event_carries_a_small_outputs_manifest_and_digests(service, files):
+    admin = service.admin()
+    request = commit(service.client(service.token("alice")))
+    uuid = request["container_uuid"]
+    run(admin, uuid)
+    manifest = {f"out{n}.txt": {"blob": f"{n:064x}", "size": n} for n in range(files)}
+    digests = {name: "a" * 40 for name in manifest}
+    output = collection(admin, manifest)
+    ok(admin.put(f"/containers/{uuid}", json={"state": "Complete", "exit_code": 0, "output": output,
+                                               "output_properties": {"sha1": digests}}))
+
+    (final,) = [e for e in ok(admin.get("/events/batch", params={"since": 0}))["items"]
+                if e["object_uuid"] == uuid and e["properties"].get("new_state") == "Complete"]
+    properties = final["properties"]
+    assert (properties["exit_code"], properties["output"]) == (0, output)
+    if files <= EVENT_MANIFEST_ENTRIES:
+        assert (properties["output_manifest"], properties["output_sha1"]) == (manifest, digests)
+    else:  # too big to travel with every event: a reader asks for the collection
+        assert "output_manifest" not in properties and "output_sha1" not in properties

@@ -118,6 +118,10 @@ def test_a_short_container_sends_its_exit_code_with_its_final_state(image: str, 
     # The final event carries the result itself: a waiting runner need not read the container.
     assert (after_running[0]["properties"]["exit_code"], after_running[0]["properties"]["output"]) == (
         0, container["output"])
+    # And a small output's manifest and digests: a runner collects the outputs without reading the collection.
+    output = ok(running_cluster.admin.get(f"/collections/{container['output']}"))
+    assert after_running[0]["properties"]["output_manifest"] == output["manifest"]
+    assert after_running[0]["properties"]["output_sha1"] == {"out.txt": hashlib.sha1(b"x\n").hexdigest()}
 
 
 def test_crunch_run_asks_for_secret_mounts_only_when_the_container_has_some(cluster: Cluster) -> None:

@@ -164,8 +164,11 @@ def test_a_successful_child_is_finished_from_its_final_event_a_failed_one_from_i
             assert (seen["uuid"], seen["state"], seen["exit_code"], seen["output"]) == (
                 done["uuid"], "Complete", exit_code, done["output"])
         succeeded, failed = (jobs[code].containers[0]["uuid"] for code in (0, 3))
+        output = jobs[0].containers[0]["output"]
+        assert set(children.keep.manifest(output).files) == {"out.txt"}  # what collecting outputs reads
     finally:
         children.close()
     containers_read = [path for path in api.got if path.startswith("/containers/")]
     assert containers_read == [f"/containers/{failed}"]  # the failure's whole record, for its report
+    assert f"/collections/{output}" not in api.got  # its manifest came with the event
     assert "runtime_status" in jobs[3].containers[0] and "runtime_status" not in jobs[0].containers[0]

@@ -56,6 +56,7 @@ class Repository:
         # Containers and requests this transaction wrote, as they now stand. Writes lock their rows
         # (PostgreSQL) or the whole database (SQLite) until commit, so these cannot be stale.
         self._written: dict[str, Row] = {}
+        self._by_pdh: dict[str, Row | None] = {}  # collection_by_pdh's answers (collections are only inserted)
 
     # -- generic -------------------------------------------------------------------------
 
@@ -252,16 +253,21 @@ class Repository:
     # -- collections ---------------------------------------------------------------------
 
     def insert_collection(self, row: Mapping[str, Any]) -> Row:
+        if self._by_pdh.get(row["portable_data_hash"], True) is None:
+            del self._by_pdh[row["portable_data_hash"]]  # "none" no longer holds
         return self._insert(collections, row)
 
     def collection_by_pdh(self, pdh: str) -> Row | None:
-        query = (
-            select(collections)
-            .where(collections.c.portable_data_hash == pdh, collections.c.trash_at.is_(None))
-            .order_by(collections.c.created_at)
-            .limit(1)
-        )
-        return _row(self.conn.execute(query).first())
+        """The oldest untrashed collection with this content (asked once per transaction)."""
+        if pdh not in self._by_pdh:
+            query = (
+                select(collections)
+                .where(collections.c.portable_data_hash == pdh, collections.c.trash_at.is_(None))
+                .order_by(collections.c.created_at)
+                .limit(1)
+            )
+            self._by_pdh[pdh] = _row(self.conn.execute(query).first())
+        return self._by_pdh[pdh]
 
     # -- dispatchers ---------------------------------------------------------------------
 

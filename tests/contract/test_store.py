@@ -6,6 +6,7 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import event
 
 from cwl_crunch.domain.errors import Conflict
 from cwl_crunch.services.context import Context
@@ -99,6 +100,31 @@ def test_exists_answers_without_fetching_rows(store):
     with store.read() as tx:
         assert tx.exists(containers, [containers.c.uuid == created["uuid"]])
         assert not tx.exists(containers, [containers.c.uuid == created["uuid"], containers.c.state == "Running"])
+
+
+def test_a_collection_is_looked_up_by_content_once_per_transaction(store):
+    def collection(n: int, pdh: str) -> dict:
+        return {"uuid": f"zzzzz-4zz18-{n:015d}", "owner_uuid": "zzzzz-tpzed-000000000000001", "name": "c",
+                "portable_data_hash": pdh, "manifest": {}, "properties": {}, "created_at": NOW + timedelta(seconds=n),
+                "modified_at": NOW, "trash_at": None}
+
+    statements: list[str] = []
+
+    def note(_conn, _cursor, statement, *_):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", note)
+    try:
+        with store.write() as tx:
+            assert tx.collection_by_pdh("a+1") is None
+            tx.insert_collection(collection(2, "a+1"))
+            assert tx.collection_by_pdh("a+1")["uuid"] == collection(2, "a+1")["uuid"]  # "none" is forgotten
+            asked = sum("FROM collections" in s for s in statements)
+            tx.insert_collection(collection(3, "a+1"))  # a newer copy: the oldest stays the answer
+            assert tx.collection_by_pdh("a+1")["uuid"] == collection(2, "a+1")["uuid"]
+            assert sum("FROM collections" in s for s in statements) == asked == 2
+    finally:
+        event.remove(store.engine, "before_cursor_execute", note)
 
 
 def test_reuse_candidates_per_tier(store):

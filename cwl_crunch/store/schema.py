@@ -197,12 +197,15 @@ collections = Table(
     Column("uuid", String(27), primary_key=True),
     Column("owner_uuid", String(27), nullable=False, index=True),
     Column("name", Text, nullable=False, default=""),
-    Column("portable_data_hash", String(90), nullable=False, index=True),
+    Column("portable_data_hash", String(90), nullable=False),
     Column("manifest", Json, nullable=False),
     Column("properties", Json, nullable=False),
     _ts("created_at", False),
     _ts("modified_at", False),
     _ts("trash_at"),
+    # The oldest collection with some content is a walk to the index's first entry for it, however
+    # many share the content (migration 0005).
+    Index("ix_collections_pdh_created", "portable_data_hash", "created_at"),
 )
 
 dispatchers = Table(

@@ -17,6 +17,7 @@ from cwl_crunch.domain.principal import Principal
 from cwl_crunch.services.collections import find
 from cwl_crunch.store import Store
 from cwl_crunch.store.schema import collections
+from tests.support.sqlite_steps import counted
 
 ALICE = "zzzzz-tpzed-000000000000001"
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -32,25 +33,6 @@ def _copies(store: Store, first: int, count: int) -> None:
         tx.conn.execute(collections.insert(), rows)
 
 
-def _steps(store: Store, lookup) -> tuple[str, int]:  # type: ignore[no-untyped-def]
-    """The uuid found, and the SQLite steps it took."""
-    steps = 0
-
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0  # go on
-
-    with store.read() as tx:
-        raw = tx.conn.connection.dbapi_connection
-        raw.set_progress_handler(count, 10)
-        try:
-            found = lookup(tx)
-        finally:
-            raw.set_progress_handler(None, 0)
-    return found["uuid"], steps
-
-
 def test_the_oldest_copy_is_found_without_reading_the_others(tmp_path: Path, sqlite_template: Path) -> None:
     shutil.copy(sqlite_template, tmp_path / "crunch.sqlite3")
     store = Store(f"sqlite:///{tmp_path / 'crunch.sqlite3'}")
@@ -58,11 +40,11 @@ def test_the_oldest_copy_is_found_without_reading_the_others(tmp_path: Path, sql
     by_content = [lambda tx: tx.collection_by_pdh(PDH), lambda tx: find(tx, alice, PDH)]
     try:
         _copies(store, 0, 5)
-        before = [_steps(store, lookup) for lookup in by_content]
+        before = [counted(store, lookup) for lookup in by_content]
         _copies(store, 100, 3000)
-        after = [_steps(store, lookup) for lookup in by_content]
+        after = [counted(store, lookup) for lookup in by_content]
         for (found_before, steps_before), (found_after, steps_after) in zip(before, after):
-            assert found_before == found_after == "zzzzz-4zz18-000000000000000"
+            assert found_before["uuid"] == found_after["uuid"] == "zzzzz-4zz18-000000000000000"
             assert steps_after <= 2 * steps_before + 10, (steps_before, steps_after)
     finally:
         store.dispose()

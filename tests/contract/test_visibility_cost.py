@@ -22,6 +22,7 @@ from tests.support.seeding import (
     seconds_apart,
     uuid,
 )
+from tests.support.sqlite_steps import counted
 
 ALICE, BOB = "zzzzz-tpzed-000000000000001", "zzzzz-tpzed-000000000000002"
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -36,21 +37,7 @@ def _seed(store: Store, owner: str, first: int, count: int) -> None:
 
 def _steps(store: Store, principal: Principal, container_uuid: str) -> tuple[bool, int]:
     """Whether the principal sees the container, and the SQLite steps it took to find out."""
-    steps = 0
-
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0  # go on
-
-    with store.read() as tx:
-        raw = tx.conn.connection.dbapi_connection
-        raw.set_progress_handler(count, 10)
-        try:
-            seen = can_see_container(tx, principal, container_uuid)
-        finally:
-            raw.set_progress_handler(None, 0)
-    return seen, steps
+    return counted(store, lambda tx: can_see_container(tx, principal, container_uuid))
 
 
 def test_checking_one_container_does_not_walk_the_users_history(tmp_path: Path, sqlite_template: Path) -> None:

@@ -27,7 +27,7 @@ from .keepfs import CollectionFsAccess, Keep
 from .packing import embed_step_tools
 from .report import Reporter, terminal_publisher
 from .request import OUTPUT_PATH
-from .schemas import cache_schema_loads, share_core_types
+from .schemas import cache_schema_loads, share_core_names, share_core_types
 
 DEFAULT_PRIORITY = 500
 
@@ -70,6 +70,7 @@ def _priority(value: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     cache_schema_loads()
+    share_core_names()
     if not args.workflow:
         return cwltool.main.main(args=args)  # --version, --help-like uses: cwltool's own answers
     connection = Connection(args)

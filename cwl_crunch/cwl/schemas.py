@@ -11,6 +11,10 @@ Two remedies:
 - `share_core_types()` gives cwltool the `Any`, `File` and `Directory` definitions from a schema
   already loaded, so v1.0 is never loaded for them. They are the same in every CWL version's
   schema (they differ only in a JSON-LD annotation that the Avro types built from them do not use).
+- `share_core_names()` builds the Avro names of `File`, `Directory` and `Any` once. cwltool's tool
+  constructor builds them from those three definitions every time (about 2 ms; 101 constructors
+  for chain-50, in the client and again in the runner), then adds the tool's own record schemas
+  to them; each constructor now gets its own copy of the table built once.
 - `cache_schema_loads()` keeps each loaded schema in a pickle under the installation's prefix
   (`<sys.prefix>/var/cache/cwl-crunch/`, or `$CWL_CRUNCH_SCHEMA_CACHE`), named by a digest of
   everything the load depends on: the schema texts cwltool hands to schema-salad and the versions
@@ -42,6 +46,7 @@ from typing import Any
 
 from cwltool import process
 from schema_salad import schema as salad_schema
+from schema_salad.avro.schema import Names
 from schema_salad.ref_resolver import NormDict
 
 _ANY = "https://w3id.org/cwl/salad#Any"
@@ -60,6 +65,29 @@ def share_core_types() -> None:
         if _ANY in index and _FILE in index and _DIRECTORY in index:
             process.SCHEMA_ANY, process.SCHEMA_FILE, process.SCHEMA_DIR = index[_ANY], index[_FILE], index[_DIRECTORY]
             return
+
+
+def share_core_names() -> None:
+    """Tool constructors get a copy of the core types' Avro names, built once per process; any other
+    names are built by schema-salad as before. The names are only ever added to, so a copy of the
+    table (not of the schemas in it) keeps each tool's record schemas its own."""
+    build = process.make_avro_schema
+    if getattr(build, "__wrapped__", None) is not None:
+        return  # installed already
+    built: list[Names] = []
+
+    @functools.wraps(build)
+    def make(definitions: list[Any], loader: Any, metaschema_vocab: dict[str, str] | None = None) -> Names:
+        core = (process.SCHEMA_FILE, process.SCHEMA_DIR, process.SCHEMA_ANY)
+        if metaschema_vocab is not None or len(definitions) != 3 or any(a is not b for a, b in zip(definitions, core)):
+            return build(definitions, loader, metaschema_vocab)
+        if not built:
+            built.append(build(definitions, loader))
+        names = Names(built[0].default_namespace)
+        names.names = dict(built[0].names)
+        return names
+
+    process.make_avro_schema = make
 
 
 def cache_dir() -> Path:

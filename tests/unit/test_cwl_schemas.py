@@ -106,3 +106,54 @@ def test_without_a_writable_cache_directory_schemas_are_loaded_as_usual(tmp_path
     blocked.write_text("")
     first = _cached_load(EXAMPLES / "scatter.cwl", blocked / "cache")
     assert first == _cached_load(EXAMPLES / "scatter.cwl", blocked / "cache") and not first.startswith("0 ")
+
+
+NAMES_PROBE = textwrap.dedent("""
+    import sys
+    from cwltool import process
+    from cwltool.context import LoadingContext
+    from cwltool.load_tool import load_tool
+    from cwltool.workflow import default_make_tool
+    from cwl_crunch.cwl.schemas import share_core_names, share_core_types
+
+    builds = []
+    original = process.make_avro_schema
+    def counted(definitions, loader, vocab=None):
+        builds.append(len(definitions))
+        return original(definitions, loader, vocab)
+    process.make_avro_schema = counted
+    if sys.argv[2] == "share":
+        share_core_names()
+
+    tools = []
+    def make_tool(document, loading):
+        share_core_types()
+        tools.append(default_make_tool(document, loading))
+        return tools[-1]
+
+    loading = LoadingContext()
+    loading.construct_tool_object = make_tool
+    load_tool(sys.argv[1], loading)
+    tables = [tool.names.names for tool in tools]
+    own = [sorted(n for n in table if "record_schema" in n) for table in tables]
+    print(len(tools), len(builds), len({id(table) for table in tables}), own[0])
+""")
+
+
+def _names_built(document: Path, mode: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", NAMES_PROBE, str(document), mode], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split(maxsplit=3)
+
+
+def test_the_core_types_avro_names_are_built_once_and_each_tool_gets_its_own_table() -> None:
+    tools, builds, tables, first_own = _names_built(EXAMPLES / "wordcount.cwl", "share")
+    assert int(tools) > 3 and int(tables) == int(tools)  # every constructor has a table of its own
+    assert int(builds) == 1
+    assert first_own.strip() == "['input_record_schema', 'outputs_record_schema']"  # and its records are in it
+
+
+def test_without_it_cwltool_builds_them_for_every_tool() -> None:
+    tools, builds, _, _ = _names_built(EXAMPLES / "wordcount.cwl", "plain")
+    assert int(builds) >= int(tools) > 3  # the workflow's steps are tools too

@@ -74,17 +74,18 @@ def share_core_names() -> None:
     build = process.make_avro_schema
     if getattr(build, "__wrapped__", None) is not None:
         return  # installed already
-    built: list[Names] = []
+    built: Names | None = None
 
     @functools.wraps(build)
     def make(definitions: list[Any], loader: Any, metaschema_vocab: dict[str, str] | None = None) -> Names:
+        nonlocal built
         core = (process.SCHEMA_FILE, process.SCHEMA_DIR, process.SCHEMA_ANY)
         if metaschema_vocab is not None or len(definitions) != 3 or any(a is not b for a, b in zip(definitions, core)):
             return build(definitions, loader, metaschema_vocab)
-        if not built:
-            built.append(build(definitions, loader))
-        names = Names(built[0].default_namespace)
-        names.names = dict(built[0].names)
+        if built is None:
+            built = build(definitions, loader)
+        names = Names(built.default_namespace)
+        names.names = dict(built.names)
         return names
 
     process.make_avro_schema = make

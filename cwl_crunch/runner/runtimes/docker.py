@@ -163,13 +163,13 @@ class DockerRuntime:
         if name and self._find_executable() is not None:
             self._remove_container(name)
 
-    # ---- images ----
-
     def memory_usage(self, spec: ProcessSpec) -> tuple[int, int] | None:
         return None  # the engine's own accounting is not read: crunchstat counts the client's tree
 
     def members(self, spec: ProcessSpec) -> list[int] | None:
         return None
+
+    # ---- images ----
 
     def load_tarball(self, path: Path) -> str:
         """Load a `docker save` tarball; return the image id to run (`sha256:…`).

@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
@@ -41,6 +42,7 @@ STOP_SECONDS = 40.0  # a stopping daemon first lets running containers record th
 LOG_KEEP_BYTES = 1 << 20  # service.log is moved to service.log.1 beyond this, at a start
 
 _spawned: list[subprocess.Popen[bytes]] = []  # kept so the interpreter does not warn about a live child
+_starting: dict[Path, threading.Thread] = {}  # start_in_background's threads, by resolved data directory
 
 
 class ServiceError(Exception):
@@ -69,6 +71,13 @@ def default_data_dir() -> Path:
 def ensure_running(data_dir: Path, timeout: float = 60) -> Service:
     """A live service for `data_dir`, started (detached) if none answers."""
     data_dir = Path(data_dir).expanduser().resolve()
+    starting = _starting.pop(data_dir, None)
+    if starting is not None:  # what it found or started is found again below; its errors are met again
+        starting.join(timeout)
+    return _ensure(data_dir, timeout)
+
+
+def _ensure(data_dir: Path, timeout: float) -> Service:
     service = running(data_dir)
     if service is not None:
         return service
@@ -83,6 +92,23 @@ def ensure_running(data_dir: Path, timeout: float = 60) -> Service:
         raise ServiceError(f"another process has been starting the local service in {data_dir} for"
                            f" {timeout:g} s:\n{log_tail(data_dir)}")
     return service
+
+
+def start_in_background(data_dir: Path) -> None:
+    """Begin `ensure_running(data_dir)` in a daemon thread. A later `ensure_running` of the same
+    directory in this process waits for it and finds the service it found or started (one probe);
+    if it failed, the later call tries once more itself and reports why it fails."""
+    data_dir = Path(data_dir).expanduser().resolve()
+    if data_dir in _starting:
+        return
+    thread = threading.Thread(target=_ensure_quietly, args=(data_dir,), name="start-service", daemon=True)
+    _starting[data_dir] = thread
+    thread.start()
+
+
+def _ensure_quietly(data_dir: Path) -> None:
+    with contextlib.suppress(Exception):
+        _ensure(data_dir, 60)
 
 
 def running(data_dir: Path, probe_timeout: float = PROBE_SECONDS) -> Service | None:

@@ -104,6 +104,58 @@ def test_concurrent_starts_share_one_daemon(data_dir: Path) -> None:
     assert _daemons(data_dir) == [_record(data_dir)["pid"]]
 
 
+def test_a_start_in_the_background_is_waited_for_not_repeated(data_dir: Path) -> None:
+    spawned = len(embedded._spawned)
+    embedded.start_in_background(data_dir)
+    service = embedded.ensure_running(data_dir)
+    assert len(embedded._spawned) == spawned + 1  # the background thread's daemon, found again
+    assert service.api_url == _record(data_dir)["api_url"]
+    assert _daemons(data_dir) == [_record(data_dir)["pid"]]
+
+
+def test_a_failed_background_start_is_tried_again_and_reported(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    embedded.start_in_background(blocker / "data")
+    with pytest.raises(NotADirectoryError):
+        embedded.ensure_running(blocker / "data")
+
+
+_PROBE = """
+import sys
+from pathlib import Path
+from cwl_crunch import embedded
+
+class FirstImportOfCwltool:
+    def find_spec(self, name, path=None, target=None):
+        if name == "cwltool":
+            sys.meta_path.remove(self)
+            starting = Path(sys.argv[2]).resolve() in embedded._starting
+            print(f"service starting when cwltool was imported: {starting}", file=sys.stderr, flush=True)
+        return None
+
+sys.meta_path.insert(0, FirstImportOfCwltool())
+sys.argv = ["cwl-crunch", *sys.argv[1:]]
+from cwl_crunch.cwl.entry import command
+command()
+"""
+
+
+def test_the_command_starts_the_service_before_importing_cwltool(data_dir: Path, tmp_path: Path) -> None:
+    """What the `cwl-crunch` console script runs: the service is on its way before the client's
+    imports (cwltool) and the workflow's load, and the run then uses it."""
+    require(bwrap_unavailable())
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    done = subprocess.run([sys.executable, "-c", _PROBE, "--data-dir", str(data_dir), "--outdir", str(tmp_path / "out"),
+                           str(examples / "hello.cwl"), str(examples / "hello.yml")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "service starting when cwltool was imported: True" in done.stderr.splitlines()
+    assert json.loads(done.stdout)["greeting"]["basename"] == "hello-cwl-crunch.txt"
+    assert (tmp_path / "out" / "hello-cwl-crunch.txt").read_text() == "Hello, cwl-crunch!\n"
+    assert _daemons(data_dir) == [_record(data_dir)["pid"]]
+
+
 def test_a_killed_daemon_is_replaced_and_its_dispatcher_stopped(data_dir: Path) -> None:
     first = embedded.ensure_running(data_dir)
     old = _record(data_dir)

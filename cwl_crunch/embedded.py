@@ -42,7 +42,7 @@ STOP_SECONDS = 40.0  # a stopping daemon first lets running containers record th
 LOG_KEEP_BYTES = 1 << 20  # service.log is moved to service.log.1 beyond this, at a start
 
 _spawned: list[subprocess.Popen[bytes]] = []  # kept so the interpreter does not warn about a live child
-_starting: dict[Path, threading.Thread] = {}  # start_in_background's threads, by resolved data directory
+_starting: dict[Path, _Starter] = {}  # start_in_background's threads, by resolved data directory
 
 
 class ServiceError(Exception):
@@ -72,8 +72,10 @@ def ensure_running(data_dir: Path, timeout: float = 60) -> Service:
     """A live service for `data_dir`, started (detached) if none answers."""
     data_dir = Path(data_dir).expanduser().resolve()
     starting = _starting.pop(data_dir, None)
-    if starting is not None:  # what it found or started is found again below; its errors are met again
+    if starting is not None:
         starting.join(timeout)
+        if not starting.is_alive() and starting.service is not None:
+            return starting.service
     return _ensure(data_dir, timeout)
 
 
@@ -96,19 +98,23 @@ def _ensure(data_dir: Path, timeout: float) -> Service:
 
 def start_in_background(data_dir: Path) -> None:
     """Begin `ensure_running(data_dir)` in a daemon thread. A later `ensure_running` of the same
-    directory in this process waits for it and finds the service it found or started (one probe);
-    if it failed, the later call tries once more itself and reports why it fails."""
+    directory in this process waits for it and returns the service it found or started; if it
+    failed, the later call tries once more itself and reports why it fails."""
     data_dir = Path(data_dir).expanduser().resolve()
-    if data_dir in _starting:
-        return
-    thread = threading.Thread(target=_ensure_quietly, args=(data_dir,), name="start-service", daemon=True)
-    _starting[data_dir] = thread
-    thread.start()
+    if data_dir not in _starting:
+        _starting[data_dir] = _Starter(data_dir)
+        _starting[data_dir].start()
 
 
-def _ensure_quietly(data_dir: Path) -> None:
-    with contextlib.suppress(Exception):
-        _ensure(data_dir, 60)
+class _Starter(threading.Thread):
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__(name="start-service", daemon=True)
+        self.data_dir = data_dir
+        self.service: Service | None = None
+
+    def run(self) -> None:
+        with contextlib.suppress(Exception):  # ensure_running meets it again, and reports it
+            self.service = _ensure(self.data_dir, 60)
 
 
 def running(data_dir: Path, probe_timeout: float = PROBE_SECONDS) -> Service | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import platform
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -67,6 +68,9 @@ class Dispatcher:
         self._queue_stale = threading.Event()
         # What our live crunch-runs hold, as of the last reconciliation plus what we started since.
         self._started: dict[str, dict[str, Any]] = {}
+        # Containers the event stream saw reach a final state: their capacity is free from then
+        # on, while their crunch-runs tidy up and exit (the next round need not wait for that).
+        self._finished: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._reconciled = -math.inf
         # Locked containers waiting in the backend's own queue (Slurm): since when, what was said.
         self._backend_waiting: dict[str, float] = {}
@@ -104,10 +108,7 @@ class Dispatcher:
         wake = threading.Event()
 
         def on_event(event: dict[str, Any]) -> None:
-            if _changes_the_queue(event):
-                self._queue_stale.set()
-                wake.set()
-            elif _worth_a_round(event):
+            if self.notice(event):
                 wake.set()
 
         follower = EventFollower(self.api, on_event, filters=[["object_kind", "=", CONTAINER_KIND]])
@@ -122,6 +123,16 @@ class Dispatcher:
             except (ApiError, OSError, BackendUnavailable) as error:
                 log.warning("dispatch round failed: %s", error)
             wake.wait(interval)
+
+    def notice(self, event: dict[str, Any]) -> bool:
+        """Take note of a container event from the stream (called from the follower's thread);
+        whether it is worth a round now."""
+        if _changes_the_queue(event):
+            self._queue_stale.set()
+            return True
+        if _reaches_a_final_state(event):
+            self._finished.put(event.get("object_uuid") or "")
+        return _worth_a_round(event)
 
     # -- one round -----------------------------------------------------------------------
 
@@ -141,7 +152,9 @@ class Dispatcher:
                 log.warning("cannot reconcile with the %s backend: %s", self.backend.name, error)
                 self._pause_after(error, now)
                 usage = Usage()
-        else:  # between reconciliations: what we started ourselves and is still alive
+        else:  # between reconciliations: what we started ourselves, not yet final and still alive
+            for uuid in self._drain_finished():
+                self._started.pop(uuid, None)
             if self.backend.capacity.bounded:  # (a scheduling backend's jobs are known each reconciliation)
                 alive = self.backend.alive()
                 self._started = {uuid: c for uuid, c in self._started.items() if uuid in alive}
@@ -159,8 +172,16 @@ class Dispatcher:
                     del table[uuid]
         self._dispatch(usage, self._queue, now)
 
+    def _drain_finished(self) -> set[str]:
+        finished = set()
+        while not self._finished.empty():
+            finished.add(self._finished.get_nowait())
+        return finished
+
     def _reconcile(self, now: float) -> Usage:
-        """What our live crunch-runs use; Locked containers without one go back to the queue."""
+        """What our live crunch-runs use (a container in a final state uses nothing, whatever its
+        crunch-run still does); Locked containers without one go back to the queue."""
+        self._drain_finished()  # the listing below has their states
         alive = self.backend.alive()
         usage = Usage()
         mine = list(self.api.list("containers", filters=[["dispatcher_uuid", "=", self.uuid],
@@ -323,6 +344,11 @@ def _worth_a_round(event: dict[str, Any]) -> bool:
     old, new = properties.get("old_state"), properties.get("new_state")
     frees_capacity = old != new and new in ("Queued", "Complete", "Cancelled")  # not Queued → Locked → Running
     return frees_capacity or "priority" in (properties.get("changed") or [])
+
+
+def _reaches_a_final_state(event: dict[str, Any]) -> bool:
+    properties = event.get("properties") or {}
+    return properties.get("new_state") in ("Complete", "Cancelled") and properties.get("old_state") != properties.get("new_state")
 
 
 def _kind(status: str) -> str:

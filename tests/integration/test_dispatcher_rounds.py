@@ -82,6 +82,23 @@ def test_a_round_reuses_a_recent_queue_listing_until_new_work_arrives(service):
     assert api.queue_listings == 3, "a listing older than queue_max_age is refreshed"
 
 
+def test_a_container_in_a_final_state_frees_its_capacity_before_its_crunch_run_exits(service):
+    alice = service.client(service.token("alice"))
+    queued = [commit(alice, command=["echo", str(i)])["container_uuid"] for i in range(2)]
+    dispatcher, backend, _ = _dispatcher(service, vcpus=1)
+    dispatcher.tick(now=100.0, queue_max_age=10.0)
+    [first] = backend.started
+
+    # Its state changes, its crunch-run (alive() still lists it) tidies up: capacity stays taken...
+    assert not dispatcher.notice({**_event("update", "Running", "Running", ["runtime_status"]), "object_uuid": first})
+    dispatcher.tick(now=100.1, queue_max_age=10.0)
+    assert backend.started == [first]
+    # ...until the event stream says it is final, which is also worth a round at once.
+    assert dispatcher.notice({**_event("update", "Running", "Complete", ["state"]), "object_uuid": first})
+    dispatcher.tick(now=100.2, queue_max_age=10.0)
+    assert sorted(backend.started) == sorted(queued)
+
+
 def test_a_plain_tick_always_lists_the_queue(service):
     alice = service.client(service.token("alice"))
     commit(alice, command=["echo", "a"])

@@ -25,6 +25,7 @@ from ..client import ApiError, Client
 from ..domain.states import LOCKED_STATUS
 from ..follow import EventFollower
 from .backends import Backend, BackendUnavailable, Capacity, Tracking, Unsatisfiable
+from .statuses import StatusSender
 
 CONTAINER_KIND = "arvados#container"
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class Dispatcher:
         self.uuid: str | None = None
         self._last_ping = 0.0
         self._published: dict[str, tuple[str, float]] = {}  # scheduling status last sent, and when
+        self.statuses = StatusSender(api)
         self._waiting_since: dict[str, float] = {}  # first round that found a container waiting
         # The queue as last listed, reused by rounds that only follow a state change (capacity
         # freed) while no new work has arrived; listed again at least every round `interval`.
@@ -260,6 +262,7 @@ class Dispatcher:
 
     def _lock_and_start(self, container: dict[str, Any], now: float) -> bool:
         uuid = container["uuid"]
+        self.statuses.withdraw(uuid)
         try:
             locked = self.api.request("POST", f"/containers/{uuid}/lock", {"dispatcher_uuid": self.uuid})
         except ApiError as error:
@@ -290,6 +293,7 @@ class Dispatcher:
 
     def _fail_unsatisfiable(self, container: dict[str, Any], reason: str) -> None:
         uuid = container["uuid"]
+        self.statuses.withdraw(uuid)
         try:
             self.api.request("POST", f"/containers/{uuid}/lock", {"dispatcher_uuid": self.uuid})
         except ApiError:
@@ -317,7 +321,7 @@ class Dispatcher:
             return
         elif _kind(last[0]) == _kind(text) and now - last[1] < max(REPUBLISH_SECONDS, waiting / REPUBLISH_PER_SECOND):
             return
-        self._quietly("PUT", f"/containers/{uuid}/scheduling_status", {"scheduling_status": text})
+        self.statuses.send(uuid, text)
         self._published[uuid] = (text, now)
 
     def _quietly(self, method: str, path: str, body: Any = None) -> None:

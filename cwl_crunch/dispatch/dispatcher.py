@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import platform
-import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from ..client import ApiError, Client
 from ..domain.states import LOCKED_STATUS
 from ..follow import EventFollower
 from .backends import Backend, BackendUnavailable, Capacity, Tracking, Unsatisfiable
-from .statuses import StatusSender
 
 CONTAINER_KIND = "arvados#container"
 log = logging.getLogger(__name__)
@@ -61,7 +59,6 @@ class Dispatcher:
         self.uuid: str | None = None
         self._last_ping = 0.0
         self._published: dict[str, tuple[str, float]] = {}  # scheduling status last sent, and when
-        self.statuses = StatusSender(api)
         self._waiting_since: dict[str, float] = {}  # first round that found a container waiting
         # The queue as last listed, reused by rounds that only follow a state change (capacity
         # freed) while no new work has arrived; listed again at least every round `interval`.
@@ -70,9 +67,6 @@ class Dispatcher:
         self._queue_stale = threading.Event()
         # What our live crunch-runs hold, as of the last reconciliation plus what we started since.
         self._started: dict[str, dict[str, Any]] = {}
-        # Containers the event stream saw reach a final state: their capacity is free from then
-        # on, while their crunch-runs tidy up and exit (the next round need not wait for that).
-        self._finished: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._reconciled = -math.inf
         # Locked containers waiting in the backend's own queue (Slurm): since when, what was said.
         self._backend_waiting: dict[str, float] = {}
@@ -110,7 +104,10 @@ class Dispatcher:
         wake = threading.Event()
 
         def on_event(event: dict[str, Any]) -> None:
-            if self.notice(event):
+            if _changes_the_queue(event):
+                self._queue_stale.set()
+                wake.set()
+            elif _worth_a_round(event):
                 wake.set()
 
         follower = EventFollower(self.api, on_event, filters=[["object_kind", "=", CONTAINER_KIND]])
@@ -125,16 +122,6 @@ class Dispatcher:
             except (ApiError, OSError, BackendUnavailable) as error:
                 log.warning("dispatch round failed: %s", error)
             wake.wait(interval)
-
-    def notice(self, event: dict[str, Any]) -> bool:
-        """Take note of a container event from the stream (called from the follower's thread);
-        whether it is worth a round now."""
-        if _changes_the_queue(event):
-            self._queue_stale.set()
-            return True
-        if _reaches_a_final_state(event):
-            self._finished.put(event.get("object_uuid") or "")
-        return _worth_a_round(event)
 
     # -- one round -----------------------------------------------------------------------
 
@@ -154,9 +141,7 @@ class Dispatcher:
                 log.warning("cannot reconcile with the %s backend: %s", self.backend.name, error)
                 self._pause_after(error, now)
                 usage = Usage()
-        else:  # between reconciliations: what we started ourselves, not yet final and still alive
-            for uuid in self._drain_finished():
-                self._started.pop(uuid, None)
+        else:  # between reconciliations: what we started ourselves and is still alive
             if self.backend.capacity.bounded:  # (a scheduling backend's jobs are known each reconciliation)
                 alive = self.backend.alive()
                 self._started = {uuid: c for uuid, c in self._started.items() if uuid in alive}
@@ -174,16 +159,8 @@ class Dispatcher:
                     del table[uuid]
         self._dispatch(usage, self._queue, now)
 
-    def _drain_finished(self) -> set[str]:
-        finished = set()
-        while not self._finished.empty():
-            finished.add(self._finished.get_nowait())
-        return finished
-
     def _reconcile(self, now: float) -> Usage:
-        """What our live crunch-runs use (a container in a final state uses nothing, whatever its
-        crunch-run still does); Locked containers without one go back to the queue."""
-        self._drain_finished()  # the listing below has their states
+        """What our live crunch-runs use; Locked containers without one go back to the queue."""
         alive = self.backend.alive()
         usage = Usage()
         mine = list(self.api.list("containers", filters=[["dispatcher_uuid", "=", self.uuid],
@@ -262,7 +239,6 @@ class Dispatcher:
 
     def _lock_and_start(self, container: dict[str, Any], now: float) -> bool:
         uuid = container["uuid"]
-        self.statuses.withdraw(uuid)
         try:
             locked = self.api.request("POST", f"/containers/{uuid}/lock", {"dispatcher_uuid": self.uuid})
         except ApiError as error:
@@ -293,7 +269,6 @@ class Dispatcher:
 
     def _fail_unsatisfiable(self, container: dict[str, Any], reason: str) -> None:
         uuid = container["uuid"]
-        self.statuses.withdraw(uuid)
         try:
             self.api.request("POST", f"/containers/{uuid}/lock", {"dispatcher_uuid": self.uuid})
         except ApiError:
@@ -321,7 +296,7 @@ class Dispatcher:
             return
         elif _kind(last[0]) == _kind(text) and now - last[1] < max(REPUBLISH_SECONDS, waiting / REPUBLISH_PER_SECOND):
             return
-        self.statuses.send(uuid, text)
+        self._quietly("PUT", f"/containers/{uuid}/scheduling_status", {"scheduling_status": text})
         self._published[uuid] = (text, now)
 
     def _quietly(self, method: str, path: str, body: Any = None) -> None:
@@ -348,11 +323,6 @@ def _worth_a_round(event: dict[str, Any]) -> bool:
     old, new = properties.get("old_state"), properties.get("new_state")
     frees_capacity = old != new and new in ("Queued", "Complete", "Cancelled")  # not Queued → Locked → Running
     return frees_capacity or "priority" in (properties.get("changed") or [])
-
-
-def _reaches_a_final_state(event: dict[str, Any]) -> bool:
-    properties = event.get("properties") or {}
-    return properties.get("new_state") in ("Complete", "Cancelled") and properties.get("old_state") != properties.get("new_state")
 
 
 def _kind(status: str) -> str:

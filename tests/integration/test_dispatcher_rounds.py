@@ -6,13 +6,11 @@ decides; tests/integration/test_execution.py runs real crunch-runs.
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from cwl_crunch.client import Client
 from cwl_crunch.dispatch.backends import Capacity, Tracking
 from cwl_crunch.dispatch.dispatcher import Dispatcher, _changes_the_queue, _worth_a_round
-from cwl_crunch.dispatch.statuses import StatusSender
 from tests.support.flows import commit
 
 GiB = 1 << 30
@@ -84,23 +82,6 @@ def test_a_round_reuses_a_recent_queue_listing_until_new_work_arrives(service):
     assert api.queue_listings == 3, "a listing older than queue_max_age is refreshed"
 
 
-def test_a_container_in_a_final_state_frees_its_capacity_before_its_crunch_run_exits(service):
-    alice = service.client(service.token("alice"))
-    queued = [commit(alice, command=["echo", str(i)])["container_uuid"] for i in range(2)]
-    dispatcher, backend, _ = _dispatcher(service, vcpus=1)
-    dispatcher.tick(now=100.0, queue_max_age=10.0)
-    [first] = backend.started
-
-    # Its state changes, its crunch-run (alive() still lists it) tidies up: capacity stays taken...
-    assert not dispatcher.notice({**_event("update", "Running", "Running", ["runtime_status"]), "object_uuid": first})
-    dispatcher.tick(now=100.1, queue_max_age=10.0)
-    assert backend.started == [first]
-    # ...until the event stream says it is final, which is also worth a round at once.
-    assert dispatcher.notice({**_event("update", "Running", "Complete", ["state"]), "object_uuid": first})
-    dispatcher.tick(now=100.2, queue_max_age=10.0)
-    assert sorted(backend.started) == sorted(queued)
-
-
 def test_a_plain_tick_always_lists_the_queue(service):
     alice = service.client(service.token("alice"))
     commit(alice, command=["echo", "a"])
@@ -122,10 +103,8 @@ def test_waiting_work_is_told_why_once_it_has_waited_a_second_and_a_long_queue_i
     dispatcher.tick(now=10.0)  # one starts and keeps the only vCPU; two wait
     waiting = [u for u in queued if u not in backend.started]
     assert len(waiting) == 2
-    assert dispatcher.statuses.wait_sent(10)
     assert [_scheduling_status(service, u) for u in waiting] == ["", ""], "no status before a second of waiting"
     dispatcher.tick(now=11.0)
-    assert dispatcher.statuses.wait_sent(10)
     statuses = sorted(_scheduling_status(service, u) for u in waiting)
     assert statuses == [f"Waiting in queue at position {n}. All 1 vCPUs are in use." for n in (1, 2)]
 
@@ -134,54 +113,10 @@ def test_waiting_work_is_told_why_once_it_has_waited_a_second_and_a_long_queue_i
     dispatcher._queue_stale.set()
     commit(alice, command=["echo", "urgent"], priority=1000)
     dispatcher.tick(now=12.0)
-    assert dispatcher.statuses.wait_sent(10)
     assert sorted(_scheduling_status(service, u) for u in waiting) == statuses
     dispatcher.tick(now=16.5)
-    assert dispatcher.statuses.wait_sent(10)
     assert sorted(_scheduling_status(service, u)[:31] for u in waiting) == [
         f"Waiting in queue at position {n}." for n in (2, 3)]
-
-
-class GatedClient(Client):
-    """A real client whose first scheduling status waits for `gate`: that status is then being sent."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.gate = threading.Event()
-        self.in_flight = threading.Event()
-        self.statuses_sent: list[tuple[str, str]] = []
-
-    def request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
-        if path.endswith("/scheduling_status"):
-            if not self.in_flight.is_set():
-                self.in_flight.set()
-                assert self.gate.wait(30)
-            self.statuses_sent.append((path.split("/")[2], body["scheduling_status"]))
-        return super().request(method, path, body, **kwargs)
-
-
-def test_queue_statuses_are_sent_aside_newest_first_and_never_after_a_withdrawal(service):
-    alice = service.client(service.token("alice"))
-    busy, a, b = (commit(alice, command=["echo", str(i)])["container_uuid"] for i in range(3))
-    api = GatedClient(service.url, service.admin_token)
-    sender = StatusSender(api)
-
-    sender.send(busy, "first")  # taken up by the sender's thread, which then waits at the gate
-    assert api.in_flight.wait(10)
-    sender.send(a, "old")
-    sender.send(a, "new")
-    sender.send(b, "withdrawn")
-    sender.withdraw(b)  # pending only: forgotten at once
-
-    withdrawn = threading.Event()
-    threading.Thread(target=lambda: (sender.withdraw(busy), withdrawn.set()), daemon=True).start()
-    assert not withdrawn.wait(0.3), "withdrawing the status being sent waits until it has been sent"
-    api.gate.set()
-    assert withdrawn.wait(10)
-    assert sender.wait_sent(10)
-
-    assert api.statuses_sent == [(busy, "first"), (a, "new")]
-    assert [_scheduling_status(service, u) for u in (busy, a, b)] == ["first", "new", ""]
 
 
 def _event(event_type: str, old: str | None, new: str | None, changed: list[str] | None = None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import threading
 from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urldefrag
 
 import cwltool.main
 from cwltool.argparser import arg_parser
@@ -24,7 +25,7 @@ from .documents import make_cheap_to_copy
 from .executor import CrunchExecutor
 from .job import CrunchTool
 from .keepfs import CollectionFsAccess, Keep
-from .packing import embed_step_tools
+from .packing import embed_step_tools, read_packed_as_json
 from .report import Reporter, terminal_publisher
 from .request import OUTPUT_PATH
 from .schemas import cache_schema_loads, share_core_names, share_core_types
@@ -89,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
 def run_local(args: argparse.Namespace, api: Client, keep: Keep) -> int:
     """Orchestrate the workflow from this process."""
     own = os.environ.get("CRUNCH_CONTAINER_UUID")
+    if own:
+        from .submit import RUNNER_WORKFLOW
+
+        if urldefrag(args.workflow)[0] == RUNNER_WORKFLOW:
+            read_packed_as_json(RUNNER_WORKFLOW)
     publish = partial(_publish_own, api, own) if own else terminal_publisher()
     children = Children(api, keep, Reporter(Progress(), publish), engine=args.engine, reuse=args.reuse,
                         priority=args.priority, on_error=args.on_error)

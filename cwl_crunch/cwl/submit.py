@@ -44,6 +44,7 @@ from .schemas import share_core_types
 
 logger = logging.getLogger("cwltool.crunch")
 MOUNT_DIR = "/var/lib/cwl"
+RUNNER_WORKFLOW = f"{MOUNT_DIR}/workflow.json"  # the packed workflow, in the runner container
 RUNNER_RAM = 1 << 30
 
 
@@ -197,7 +198,7 @@ def _add(item: dict[str, Any], name: str, files: dict[str, Any], keep: Keep) -> 
 
 def runner_request(args: argparse.Namespace, packed: dict[str, Any], job_order: dict[str, Any]) -> dict[str, Any]:
     """The request that runs `cwl-crunch --local` on the packed workflow inside a container."""
-    main = f"{MOUNT_DIR}/workflow.json" + ("#main" if "$graph" in packed else "")
+    main = RUNNER_WORKFLOW + ("#main" if "$graph" in packed else "")
     command = [sys.executable, "-m", "cwl_crunch.cwl.main", "--local", "--outdir", OUTPUT_PATH,
                "--priority", str(args.priority), "--on-error", args.on_error]
     command += [] if args.reuse else ["--disable-reuse"]
@@ -217,7 +218,7 @@ def runner_request(args: argparse.Namespace, packed: dict[str, Any], job_order: 
         "mounts": {
             OUTPUT_PATH: {"kind": "tmp", "capacity": 1 << 30},
             "/tmp": {"kind": "tmp", "capacity": 1 << 30},
-            f"{MOUNT_DIR}/workflow.json": {"kind": "json", "content": packed},
+            RUNNER_WORKFLOW: {"kind": "json", "content": packed},
             f"{MOUNT_DIR}/cwl.input.json": {"kind": "json", "content": job_order},
         },
         "runtime_constraints": {"API": True, "vcpus": 1, "ram": RUNNER_RAM},

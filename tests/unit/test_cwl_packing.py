@@ -155,3 +155,31 @@ def test_packing_a_packed_workflow_again_matches_cwltool(tmp_path: Path, monkeyp
     again.write_text(json.dumps(first))
     theirs, ours, _ = _pack_both(again, monkeypatch)
     assert ours == theirs
+
+
+def test_the_runner_reads_the_packed_document_as_json_into_what_cwltools_loader_makes_of_it(
+        tmp_path: Path, monkeypatch) -> None:
+    import cwltool.main
+    from cwltool.load_tool import fetch_document as cwltools_fetch
+
+    from cwl_crunch.cwl.packing import read_packed_as_json
+
+    packed, tool = _load_and_pack()
+    packed_file = tmp_path / "workflow.json"
+    packed_file.write_text(json.dumps(restore_lost_outputs(packed, tool)))
+    other_file = tmp_path / "other.json"
+    other_file.write_text(packed_file.read_text())
+    monkeypatch.setattr(cwltool.main, "fetch_document", cwltool.main.fetch_document)  # put back afterwards
+    read_packed_as_json(str(packed_file))
+
+    target = packed_file.as_uri() + "#main"  # what cwltool's main resolves the argument to
+    ours_loading, ours, ours_uri = cwltool.main.fetch_document(target, LoadingContext())
+    their_loading, theirs, their_uri = cwltools_fetch(target, LoadingContext())
+    assert ours_uri == their_uri == packed_file.as_uri() + "#main"
+    assert json.loads(json.dumps(ours)) == json.loads(json.dumps(theirs))
+    assert ours["id"] == packed_file.as_uri()  # the id the loader gives a document without one
+    assert set(ours_loading.loader.idx) == set(their_loading.loader.idx) == {packed_file.as_uri()}
+    assert ours.lc.line is None and theirs.lc.line == 0  # read by json, not by the YAML parser
+
+    _, other, _ = cwltool.main.fetch_document(other_file.as_uri() + "#main", LoadingContext())
+    assert other.lc.line == 0, "any other document is fetched as usual"

@@ -36,6 +36,7 @@ RECORD = "service.json"
 USER_TOKEN = "user-token"
 LOG = "service.log"
 
+START_SECONDS = 60.0  # how long a caller waits for the service to answer, starting it or waiting for another starter
 PROBE_SECONDS = 1.0  # the fast path's wait for /config, which touches no database
 BUSY_SECONDS = 10.0  # how long a live daemon that does not answer yet is waited for before it is replaced
 STOP_SECONDS = 40.0  # a stopping daemon first lets running containers record their cancellation
@@ -68,8 +69,9 @@ def default_data_dir() -> Path:
     return base / "cwl-crunch"
 
 
-def ensure_running(data_dir: Path, timeout: float = 60) -> Service:
-    """A live service for `data_dir`, started (detached) if none answers."""
+def ensure_running(data_dir: Path, timeout: float = START_SECONDS) -> Service:
+    """A live service for `data_dir`, started (detached) if none answers. A start this process
+    began in the background (`start_in_background`) is waited for, and its service taken."""
     data_dir = Path(data_dir).expanduser().resolve()
     starting = _starting.pop(data_dir, None)
     if starting is not None:
@@ -114,7 +116,7 @@ class _Starter(threading.Thread):
 
     def run(self) -> None:
         with contextlib.suppress(Exception):  # ensure_running meets it again, and reports it
-            self.service = _ensure(self.data_dir, 60)
+            self.service = _ensure(self.data_dir, START_SECONDS)
 
 
 def running(data_dir: Path, probe_timeout: float = PROBE_SECONDS) -> Service | None:

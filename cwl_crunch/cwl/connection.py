@@ -1,5 +1,8 @@
 """Reaching the container service: a shared one (`--api`), the container's own API (inside a
-runner container), or the embedded local service, started if need be."""
+runner container), or the embedded local service, started if need be.
+
+Light to import (Keep, which needs cwltool, is imported when connecting): the console command
+(`entry.py`) asks `uses_containers_api` before cwltool is imported."""
 
 from __future__ import annotations
 
@@ -7,9 +10,12 @@ import argparse
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..client import Client
-from .keepfs import Keep
+
+if TYPE_CHECKING:
+    from .keepfs import Keep
 
 
 class Unreachable(Exception):
@@ -29,6 +35,8 @@ class Connection:
         self._thread.start()
 
     def _connect(self, args: argparse.Namespace) -> None:
+        from .keepfs import Keep
+
         try:
             api, blob_root = _connect(args)
             self._result = api, Keep(api, blob_root)
@@ -50,7 +58,7 @@ def _connect(args: argparse.Namespace) -> tuple[Client, Path | None]:
         api = Client(args.api, args.token)
         api.request("GET", "/users/current")  # reachable, and the token is accepted
         return api, None
-    if inside_container() and os.environ.get("CRUNCH_API"):
+    if uses_containers_api():
         blob_root = os.environ.get("CRUNCH_BLOB_ROOT")
         return Client(os.environ["CRUNCH_API"], os.environ["CRUNCH_API_TOKEN"]), Path(blob_root) if blob_root else None
     from ..embedded import default_data_dir, ensure_running
@@ -62,3 +70,8 @@ def _connect(args: argparse.Namespace) -> tuple[Client, Path | None]:
 def inside_container() -> bool:
     """Whether this runs as a container's process (the runner of a submitted workflow)."""
     return bool(os.environ.get("CRUNCH_CONTAINER_UUID"))
+
+
+def uses_containers_api() -> bool:
+    """Whether a run without `--api` uses its container's own API (not the embedded service)."""
+    return inside_container() and bool(os.environ.get("CRUNCH_API"))

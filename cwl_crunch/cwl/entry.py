@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .. import embedded
+from .connection import uses_containers_api
 
 OURS = ("--api", "--data-dir")  # the options deciding which service a run uses
 
@@ -34,7 +35,7 @@ def embedded_data_dir(argv: list[str]) -> Path | None:
     CWL_CRUNCH_API), inside a runner container, for --help and --version, when no argument names
     an existing file (no workflow to run), and for an abbreviation of --api or --data-dir (which
     argparse would expand; rather than guess, this leaves it to the real parser)."""
-    if os.environ.get("CWL_CRUNCH_API") or (os.environ.get("CRUNCH_CONTAINER_UUID") and os.environ.get("CRUNCH_API")):
+    if os.environ.get("CWL_CRUNCH_API") or uses_containers_api():
         return None
     data_dir: str | None = None
     names_a_file = False

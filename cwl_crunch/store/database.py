@@ -65,8 +65,9 @@ class Store:
 
     def on_events(self, callback: Callable[[list[dict[str, Any]]], None]) -> None:
         """Call `callback(events)` after every committed write that recorded events, with those
-        events (`object_uuid`, `object_kind`, `event_type`, ...; no ids). It wakes event streams;
-        a write without events, such as a collection or a heartbeat, wakes nobody."""
+        events as `Repository.flush_events` returns them (the rows as stored, ids included). It
+        wakes event streams; a write without events, such as a collection or a heartbeat, wakes
+        nobody. Callbacks of concurrent writes may come in either order."""
         self._on_events.append(callback)
 
     @contextmanager

@@ -36,6 +36,10 @@ from .schema import (
 )
 
 Row = dict[str, Any]
+REQUEST_KIND = KIND_OF_TYPE["xvhdp"]
+# Where flush_events puts a request event's visibility attributes, and which they are.
+VISIBILITY = "visibility"
+_REQUEST_VISIBILITY = ("owner_uuid", "requesting_container_uuid", "container_uuid")
 # Computed by the database, never written.
 _GENERATED = {"has_error"}
 
@@ -335,12 +339,20 @@ class Repository:
 
         Concurrent PostgreSQL writers would otherwise commit event ids out of order, and a stream
         reading `id > since` would skip the slower writer's events for good. Taking the lock only
-        here, after every other lock the transaction takes, cannot deadlock. Returns them.
+        here, after every other lock the transaction takes, cannot deadlock.
+
+        Returns them with their ids, and a request's events with the request's attributes that
+        decide who may see it under `VISIBILITY` (not a column: for event streams in this process).
         """
         written = self._events
         if written:
             dialect.lock_key(self.conn, "events")
-            self.conn.execute(insert(events), written)
+            ids = self.conn.execute(insert(events).returning(events.c.id, sort_by_parameter_order=True), written)
+            for event, (event_id,) in zip(written, ids, strict=True):
+                event["id"] = event_id
+                request = self._written.get(event["object_uuid"]) if event["event_type"] != "delete" else None
+                if request is not None and event["object_kind"] == REQUEST_KIND:
+                    event[VISIBILITY] = {key: request[key] for key in _REQUEST_VISIBILITY}
             self._events = []
         return written
 

@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from cwl_crunch.services import events
 from cwl_crunch.services.lifecycle import EVENT_MANIFEST_ENTRIES
-from tests.support.flows import collection, commit, ok, run
-from tests.support.service import RunningService, start_service
+from tests.support.flows import collection, commit, complete, ok, run
+from tests.support.service import RunningService, request_body, start_service
 from tests.support.sse import EventStream, Received
 
 # The service under test polls for events only once a minute, so an event that arrives within
@@ -357,3 +358,94 @@ def test_a_complete_event_carries_a_small_outputs_manifest_and_digests(service, 
         assert (properties["output_manifest"], properties["output_sha1"]) == (manifest, digests)
     else:  # too big to travel with every event: a reader asks for the collection
         assert "output_manifest" not in properties and "output_sha1" not in properties
+
+
+@pytest.fixture
+def queries(monkeypatch) -> dict[str, int]:
+    """How many times the database was asked for events, by who asked and with which filters
+    (`stream_key`). Opening a stream asks twice (to check the filters, then to start), and
+    `/events/batch` once."""
+    asked: dict[str, int] = {}
+    query = events.read_events
+
+    def counted(ctx, principal, since, filters):  # type: ignore[no-untyped-def]
+        key = stream_key(principal.user_uuid, principal.container_uuid, filters)
+        asked[key] = asked.get(key, 0) + 1
+        return query(ctx, principal, since, filters)
+
+    monkeypatch.setattr(events, "read_events", counted)
+    return asked
+
+
+def stream_key(user_uuid: str, container_uuid: str | None, filters: object) -> str:
+    return json.dumps([user_uuid, container_uuid, filters])
+
+
+def test_streams_read_commits_without_querying_and_see_what_the_database_shows(service, open_stream, queries):
+    """A woken stream takes its events from the commits that woke it when that gives what the
+    database would: for admins, and for users and container tokens when the events are about
+    their requests and the containers those have had."""
+    alice_token, bob_token = service.token("alice"), service.token("bob")
+    alice, bob, admin = service.client(alice_token), service.client(bob_token), service.admin()
+    parent = commit(alice, command=["echo", "parent"])
+    runner_token = ok(admin.post(f"/containers/{parent['container_uuid']}/lock"))["auth"]
+    ok(admin.put(f"/containers/{parent['container_uuid']}", json={"state": "Running"}))
+    first = commit(alice, command=["echo", "first"])
+    watched = [["object_uuid", "in", [first["uuid"], first["container_uuid"]]]]
+    users = {token: ok(service.client(token).get("/users/current"))["uuid"]
+             for token in (service.admin_token, alice_token, bob_token)}
+    opened = {  # name: (token, filters, the container the token is confined to)
+        "admin": (service.admin_token, [], None),
+        "containers": (service.admin_token, [["object_kind", "=", "arvados#container"]], None),
+        "alice": (alice_token, [], None),
+        "watching": (alice_token, watched, None),
+        "runner": (runner_token, [], parent["container_uuid"]),
+        "bob": (bob_token, [], None),
+    }
+    keys = {name: stream_key(users.get(token, users[alice_token]), confined, filters)
+            for name, (token, filters, confined) in opened.items()}
+    streams = {name: open_stream(token, since=0, filters=filters) for name, (token, filters, _) in opened.items()}
+    deadline = time.monotonic() + 10
+    while any(queries.get(key, 0) < 2 for key in keys.values()):
+        assert time.monotonic() < deadline, f"the streams did not make their first queries: {queries}"
+        time.sleep(0.01)
+    before = dict(queries)
+
+    # What a runner does: child requests, each run to the end.
+    runner = service.client(runner_token)
+    for number in range(3):
+        complete(admin, commit(runner, command=["echo", f"child {number}"])["container_uuid"])
+    runner_asked = queries[keys["runner"]] - before[keys["runner"]]
+    # Everything else: a request run to the end, a cancelled one, a deleted one, another user's.
+    complete(admin, first["container_uuid"])
+    ok(alice.put(f"/container_requests/{commit(alice, command=['echo', 'cancelled'])['uuid']}", json={"priority": 0}))
+    draft = ok(alice.post("/container_requests", json=request_body(command=["echo", "draft"], state="Uncommitted")))
+    ok(alice.delete(f"/container_requests/{draft['uuid']}"))
+    complete(admin, commit(bob, command=["echo", "bob"])["container_uuid"])
+
+    for name, (token, filters, _) in opened.items():
+        truth = ok(service.client(token).get("/events/batch", params={"since": 0, "filters": json.dumps(filters)}))
+        before[keys[name]] += 1  # the batch's own query
+        received: list[Received] = []
+        deadline = time.monotonic() + 5
+        while len(received) < len(truth["items"]) and time.monotonic() < deadline:
+            received += streams[name].pending()
+            time.sleep(0.01)
+        assert truth["items"], f"{name} saw nothing: the comparison would prove nothing"
+        # A deleted request's events: alice saw its creation live, but the database no longer shows
+        # it to her. They are compared for admins only.
+        shown = [e.data for e in received if name in ("admin", "containers") or e.data["object_uuid"] != draft["uuid"]]
+        assert shown == truth["items"], f"{name}'s stream differs from the database"
+        if name == "admin":
+            assert (draft["uuid"], "delete") in [(e["object_uuid"], e["event_type"]) for e in shown]
+    bob_saw = {e["object_uuid"] for e in ok(bob.get("/events/batch"))["items"]}
+    before[keys["bob"]] += 1
+    assert bob_saw.isdisjoint({parent["uuid"], first["uuid"], draft["uuid"]})
+
+    # Admins, whatever their filters, and a user watching its own objects never needed the database…
+    for name in ("admin", "containers", "watching"):
+        assert queries[keys[name]] == before[keys[name]], f"{name}'s stream queried"
+    # …nor did the runner's stream while only its children moved.
+    assert runner_asked == 0
+    # Bob's stream cannot tell from an event whether a request of his ever had alice's container.
+    assert queries[keys["bob"]] > before[keys["bob"]]

@@ -68,17 +68,25 @@ async def _events(request: Request, ctx: Context, principal: Principal, since: i
     poll = request.app.state.event_poll_seconds
     idle = 0.0
     checked = time.monotonic()  # the token was valid when the stream opened
+    reader = events.CommitReader(principal, filters)
+    looked = time.monotonic()  # when the database was last asked for events
     try:
         yield f": stream open after {since}\n\n"  # where a client without an event yet resumes
         recorded: list[dict[str, Any]] | None = None  # what woke us; None: not known, so look
         while True:
-            if recorded is not None and not events.may_pass(filters, recorded):
-                batch = []  # nothing this stream wants was committed: no query
+            read = None if recorded is None else reader.read(since, recorded)
+            if read is not None:
+                batch, read_up_to = read  # from the commits themselves: no query
+            elif recorded is not None and not events.may_pass(filters, recorded):
+                batch, read_up_to = [], since  # nothing this stream wants was committed: no query
             else:
-                batch = await run_service(ctx, events.events_after, ctx, principal, since, filters)
+                batch, read_up_to = await run_service(ctx, events.read_events, ctx, principal, since, filters)
+                reader.saw(batch)
+                looked = time.monotonic()
             for event in batch:
                 since = event["id"]
                 yield f"id: {since}\nevent: {event['event_type']}\ndata: {json.dumps(event)}\n\n"
+            since = max(since, read_up_to)
             wait, elapsed = poll, time.monotonic() - checked
             if elapsed >= AUTH_RECHECK_SECONDS:  # not on every wake: a busy stream wakes on every commit
                 checked = time.monotonic()
@@ -89,12 +97,13 @@ async def _events(request: Request, ctx: Context, principal: Principal, since: i
             if len(batch) == events.BATCH:
                 recorded = None
                 continue
+            wait = max(0.0, min(wait, looked + poll - time.monotonic()))  # no later than the next poll
             try:
                 await asyncio.wait_for(waiter.woken.wait(), timeout=wait)
                 recorded = waiter.take()
                 idle = 0.0
-            except TimeoutError:  # a poll: events from other processes (a shared PostgreSQL)
-                recorded = None
+            except TimeoutError:  # nothing committed here; a poll if one is due (other processes' commits)
+                recorded = None if time.monotonic() - looked >= poll else []
                 idle += wait
                 if idle >= KEEPALIVE_SECONDS:
                     idle = 0.0

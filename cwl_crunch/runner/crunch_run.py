@@ -92,6 +92,11 @@ class CrunchRun:
             print(f"crunch-run {self.uuid}: cannot fetch the container: {error}", file=sys.stderr)
             self._unlock_quietly()
             return 1
+        if not self.container.get("container_image"):
+            constraints = self.container.get("runtime_constraints") or {}
+            local = LocalRuntime()
+            local.expect(self.uuid, constraints.get("ram"), constraints.get("vcpus"))
+            self.runtime = local
         self._open_logs()
         exit_code: int | None = None
         try:
@@ -109,7 +114,7 @@ class CrunchRun:
         try:
             return self._finalize(exit_code)
         finally:  # after the final state: nothing of the process is left to wait for
-            if self.runtime is not None and self.spec is not None:
+            if self.runtime is not None:
                 self.runtime.cleanup(self.spec)
             if self.all_saved:
                 workdir.remove(self.workdir)
@@ -153,7 +158,7 @@ class CrunchRun:
 
     def _prepare(self, binds: list[Bind], streams: dict[str, Path]) -> tuple[Runtime, ProcessSpec]:
         image = self.container.get("container_image") or ""
-        runtime: Runtime = LocalRuntime() if not image else self._engine_runtime(image)
+        runtime: Runtime = (self.runtime or LocalRuntime()) if not image else self._engine_runtime(image)
         spec = staging.process_spec(self.container, self.api.url, binds, streams,
                                     hidden=[*self.options.hidden, self.options.work_root])
         self.streams = streams

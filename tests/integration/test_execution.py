@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from cwl_crunch.runner.runtimes.cgroups import CGROUP_ROOT
 from cwl_crunch.store import Store
 from cwl_crunch.store.schema import live_logs
 from tests.support.cluster import Cluster, cluster_over, require_bwrap
@@ -240,6 +241,12 @@ def test_an_unreadable_mount_is_cancelled_naming_the_mount(image: str, running_c
     assert container["state"] == "Cancelled"
     assert container["runtime_status"]["cause"] == "setup"
     assert "/keep/in" in container["runtime_status"]["error"]
+    # The local runtime makes the container's cgroups before staging; they go with the failure.
+    groups = [CGROUP_ROOT / controller / "crunch" / container["uuid"] for controller in ("memory", "cpu")]
+    deadline = time.monotonic() + 5
+    while any(group.exists() for group in groups) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(group.exists() for group in groups)
 
 
 def test_collection_mounts_are_shared_read_only(image: str, running_cluster: Cluster) -> None:

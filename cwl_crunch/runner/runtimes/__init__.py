@@ -94,8 +94,9 @@ class Runtime(Protocol):
         """After the process exited: if it never really started (the runtime, not the command,
         failed: e.g. the executable is missing in the image), why; else None."""
 
-    def cleanup(self, spec: ProcessSpec) -> None:
-        """Remove what `start` left behind (engine containers); idempotent."""
+    def cleanup(self, spec: ProcessSpec | None) -> None:
+        """Remove what `start` left behind (engine containers); idempotent. `spec` is None when
+        crunch-run failed before it had one."""
 
     def memory_usage(self, spec: ProcessSpec) -> tuple[int, int] | None:
         """(bytes in use, limit) of the running container as a whole, where the runtime can tell."""

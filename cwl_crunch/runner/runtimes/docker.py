@@ -155,7 +155,9 @@ class DockerRuntime:
             return _describe_engine_error(self._label, returncode, engine_error["reason"].strip())
         return None
 
-    def cleanup(self, spec: ProcessSpec) -> None:
+    def cleanup(self, spec: ProcessSpec | None) -> None:
+        if spec is None:
+            return  # nothing was started
         started = self._started.pop(id(spec), None)
         if started is not None:
             shutil.rmtree(started.state_dir, ignore_errors=True)

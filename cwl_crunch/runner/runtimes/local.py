@@ -2,8 +2,10 @@
 
 The process is started held (`--block-fd`): bubblewrap builds the sandbox, then waits for a byte
 before running the command. Three things happen side by side: bubblewrap's setup, the sandbox's
-move into its cgroups (a thread here; the first cgroup move after a quiet spell takes about 10 ms
-on the hosts measured), and crunch-run recording Running. The command starts once all are done.
+move into its cgroups (a thread here), and crunch-run recording Running. The command starts once
+all are done. The first cgroup move after a quiet spell waits out a kernel grace period (7-20 ms
+on the hosts measured), so crunch-run makes the groups and starts that wait before staging
+(`expect`), and the move itself then takes a fraction of a millisecond.
 
 The container's mounts appear at their targets even where the host has no such directory
 (`/keep/in`, `/var/spool/cwl`): the host root is not bound as one piece but "carved" — a
@@ -43,6 +45,7 @@ class LocalRuntime:
         self._gates: dict[int, int] = {}  # pid of a held process → the pipe end that releases it
         self._joins: dict[int, cgroups.Join] = {}  # pid of a held process → its sandbox joining its cgroups
         self._join_error: str | None = None
+        self._early: tuple[str, list[Path]] | None = None  # (container, its cgroups), made by `expect`
 
     def prepare(self, spec: ProcessSpec) -> None:
         if not self.bwrap:
@@ -63,9 +66,19 @@ class LocalRuntime:
         args += ["--chdir", spec.cwd]
         return args
 
+    def expect(self, name: str, ram: int | None, vcpus: float | None) -> None:
+        """Told as soon as crunch-run knows which container will run here: its cgroups are made
+        now, and the kernel's wait before the first cgroup move starts now too
+        (`cgroups.warm_up`), beside staging; the sandbox joins the groups about 10 ms later.
+        They are made first because making a cgroup waits for any move under way."""
+        self._early = (name, cgroups.create(name, ram, vcpus))
+        if self._early[1]:
+            cgroups.warm_up()
+
     def start(self, spec: ProcessSpec, held: bool = False) -> subprocess.Popen[bytes]:
         _check_command(spec)
-        groups = cgroups.create(spec)
+        early = self._early
+        groups = early[1] if early is not None and early[0] == spec.name else cgroups.create(spec.name, spec.ram, spec.vcpus)
         arguments = self.arguments(spec)
         # Held, the sandbox joins its cgroups from here while bubblewrap builds it (--info-fd
         # names it); otherwise a shell joins them before it becomes bubblewrap.
@@ -145,10 +158,13 @@ class LocalRuntime:
             return stderr_head.decode(errors="replace").splitlines()[0]
         return None
 
-    def cleanup(self, spec: ProcessSpec) -> None:
+    def cleanup(self, spec: ProcessSpec | None) -> None:
         """Nothing outlives bwrap (`--die-with-parent`, own pid namespace); its cgroups go once
-        the kernel has let go of the last exiting process (a few milliseconds)."""
-        memory, cpu = cgroups.group_paths(spec)
+        the kernel has let go of the last exiting process (a few milliseconds). Without a spec
+        (crunch-run failed before it had one), the groups `expect` made go."""
+        if spec is None and self._early is None:
+            return
+        memory, cpu = cgroups.group_paths(spec) if spec is not None else cgroups.named_paths(self._early[0])  # type: ignore[index]
         for group in (memory, cpu):
             delay = 0.001
             while delay < 1.0:  # about 1 s in all; a group left behind is swept by a later start

@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from ..domain.errors import Conflict
-from . import dialect
+from . import dialect, jsoncodec
 from .repository import Repository
 
 T = TypeVar("T")
@@ -36,7 +36,8 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = normalise_url(url)
-        kwargs: dict[str, object] = {"pool_pre_ping": False}
+        kwargs: dict[str, object] = {"pool_pre_ping": False, "json_serializer": jsoncodec.dumps,
+                                     "json_deserializer": jsoncodec.loads}
         if self.url.startswith("sqlite") and make_url(self.url).database in (None, "", ":memory:"):
             # One shared connection: for single-threaded tools and experiments, not for a server.
             kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from ..domain import runtime_status
@@ -162,12 +163,20 @@ def lock(ctx: Context, principal: Principal, uuid: str, dispatcher_uuid: str | N
     return container_view(ctx.store.transact(work), principal)
 
 
+# How stale a live dispatcher's last ping may be left by a lock (its timeout is a minute).
+PING_RESOLUTION = timedelta(seconds=1)
+
+
 def _dispatcher_alive(tx: Repository, ctx: Context, dispatcher_uuid: str) -> None:
     """Only a registered dispatcher's locks are reclaimed when it dies; locking counts as a ping,
-    so a dispatcher declared dead earlier is watched again."""
-    if tx.get_dispatcher(dispatcher_uuid) is None:
+    so a dispatcher declared dead earlier is watched again. A live dispatcher's ping is not
+    rewritten within PING_RESOLUTION: a scatter locks hundreds of containers a second."""
+    dispatcher = tx.get_dispatcher(dispatcher_uuid)
+    if dispatcher is None:
         raise Invalid(f"dispatcher_uuid: {dispatcher_uuid} is not a registered dispatcher")
-    tx.update_dispatcher(dispatcher_uuid, {"alive": True, "last_ping_at": ctx.now()})
+    now = ctx.now()
+    if not dispatcher["alive"] or now - dispatcher["last_ping_at"] >= PING_RESOLUTION:
+        tx.update_dispatcher(dispatcher_uuid, {"alive": True, "last_ping_at": now})
 
 
 def _lock(tx: Repository, ctx: Context, principal: Principal, container: Row, dispatcher_uuid: str | None) -> Row:

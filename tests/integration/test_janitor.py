@@ -129,6 +129,24 @@ def test_containers_locked_by_a_dispatcher_declared_dead_earlier_are_reclaimed(s
     assert ok(admin.get(f"/containers/{uuid}"))["state"] == "Queued"
 
 
+def test_a_lock_renews_a_live_dispatchers_ping_at_most_once_a_second(service):
+    """Locking is a sign of life, but a scatter locks hundreds a second: the ping is rewritten
+    only once it is a second old (a dispatcher is declared dead after a minute)."""
+    admin = service.admin()
+    dispatcher = register(admin, "busy")
+    registered = parse_time(ok(admin.get(f"/dispatchers/{dispatcher}"))["last_ping_at"])
+
+    def lock_one() -> datetime:
+        uuid = committed(service, command=["echo", str(service.clock())])[1]["container_uuid"]
+        ok(admin.post(f"/containers/{uuid}/lock", json={"dispatcher_uuid": dispatcher}))
+        return parse_time(ok(admin.get(f"/dispatchers/{dispatcher}"))["last_ping_at"])
+
+    service.clock.advance(0.5)
+    assert lock_one() == registered
+    service.clock.advance(0.6)
+    assert lock_one() == registered + timedelta(seconds=1.1)
+
+
 def test_locking_for_an_unregistered_dispatcher_is_refused(service):
     """Otherwise nothing would ever notice that dispatcher die and the container would stay Locked."""
     admin = service.admin()

@@ -15,6 +15,7 @@ import math
 import platform
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,6 +66,7 @@ class Dispatcher:
         self._queue: list[dict[str, Any]] = []
         self._queue_listed = -math.inf
         self._queue_stale = threading.Event()
+        self._arrived: deque[dict[str, Any]] = deque()  # new work the event stream announced (`heard`)
         # What our live crunch-runs hold, as of the last reconciliation plus what we started since.
         self._started: dict[str, dict[str, Any]] = {}
         self._reconciled = -math.inf
@@ -104,10 +106,7 @@ class Dispatcher:
         wake = threading.Event()
 
         def on_event(event: dict[str, Any]) -> None:
-            if _changes_the_queue(event):
-                self._queue_stale.set()
-                wake.set()
-            elif _worth_a_round(event):
+            if self.heard(event):
                 wake.set()
 
         follower = EventFollower(self.api, on_event, filters=[["object_kind", "=", CONTAINER_KIND]])
@@ -122,6 +121,19 @@ class Dispatcher:
             except (ApiError, OSError, BackendUnavailable) as error:
                 log.warning("dispatch round failed: %s", error)
             wake.wait(interval)
+
+    def heard(self, event: dict[str, Any]) -> bool:
+        """Take in a container event; whether it is worth a round. New work whose event says how
+        to queue it joins the queue as it is (`_arrived`); other new or requeued work, or a new
+        priority, makes the next round list the queue."""
+        entry = _queue_entry(event)
+        if entry is not None:
+            self._arrived.append(entry)
+            return True
+        if _changes_the_queue(event):
+            self._queue_stale.set()
+            return True
+        return _worth_a_round(event)
 
     # -- one round -----------------------------------------------------------------------
 
@@ -150,6 +162,7 @@ class Dispatcher:
                 usage.add(container)
         if self._queue_stale.is_set() or now - self._queue_listed >= queue_max_age:
             self._queue_stale.clear()  # before listing: what arrives meanwhile makes the next round list again
+            self._arrived.clear()  # committed before this listing, so in it; later arrivals stay
             self._queue = list(self.api.list("containers", filters=[["state", "=", "Queued"], ["priority", ">", 0]],
                                              order="priority desc", select=list(QUEUE_FIELDS)))
             self._queue_listed = now
@@ -157,7 +170,23 @@ class Dispatcher:
             for table in (self._published, self._waiting_since):  # forget what left the queue otherwise
                 for uuid in [u for u in table if u not in listed]:
                     del table[uuid]
+        else:
+            self._take_arrivals()
         self._dispatch(usage, self._queue, now)
+
+    def _take_arrivals(self) -> None:
+        """Put the work announced since the last listing in the queue, in the listing's order
+        (higher priority first, then oldest first), unless it is there or started already."""
+        known = {c["uuid"] for c in self._queue} | set(self._started)
+        while self._arrived:
+            entry = self._arrived.popleft()
+            if entry["uuid"] in known or entry["priority"] <= 0:
+                continue
+            place = len(self._queue)
+            while place > 0 and self._queue[place - 1]["priority"] < entry["priority"]:
+                place -= 1
+            self._queue.insert(place, entry)
+            known.add(entry["uuid"])
 
     def _reconcile(self, now: float) -> Usage:
         """What our live crunch-runs use; Locked containers without one go back to the queue."""
@@ -304,6 +333,17 @@ class Dispatcher:
             self.api.request(method, path, body)
         except ApiError as error:
             log.info("%s %s: %s", method, path, error)
+
+
+def _queue_entry(event: dict[str, Any]) -> dict[str, Any] | None:
+    """A new Queued container as a queue listing would show it, if its create event says enough."""
+    properties = event.get("properties") or {}
+    entry = properties.get("queue_entry")
+    if event.get("event_type") != "create" or properties.get("new_state") != "Queued" or not isinstance(entry, dict):
+        return None
+    if not all(field in entry for field in QUEUE_FIELDS if field != "uuid") or not isinstance(entry["priority"], int):
+        return None
+    return {"uuid": event["object_uuid"], **{field: entry[field] for field in QUEUE_FIELDS if field != "uuid"}}
 
 
 def _changes_the_queue(event: dict[str, Any]) -> bool:

@@ -40,6 +40,8 @@ REQUEST_KIND = KIND_OF_TYPE["xvhdp"]
 # Where flush_events puts a request event's visibility attributes, and which they are.
 VISIBILITY = "visibility"
 _REQUEST_VISIBILITY = ("owner_uuid", "requesting_container_uuid", "container_uuid")
+# A new container's attributes that its create event carries for dispatchers (`queue_entry`).
+QUEUE_ENTRY = ("priority", "runtime_constraints", "scheduling_parameters", "lock_count")
 # Computed by the database, never written.
 _GENERATED = {"has_error"}
 
@@ -148,7 +150,9 @@ class Repository:
     def insert_container(self, row: Mapping[str, Any], now: datetime) -> Row:
         row = self._insert(containers, row)
         row["has_error"] = "error" in (row["runtime_status"] or {})
-        self.add_event(row["uuid"], "create", {"old_state": None, "new_state": row["state"]}, now)
+        # What a dispatcher needs to queue it comes along: it need not list the queue for it.
+        entry = {field: row[field] for field in QUEUE_ENTRY}
+        self.add_event(row["uuid"], "create", {"old_state": None, "new_state": row["state"], "queue_entry": entry}, now)
         return row
 
     def update_container(self, old: Row, changes: Mapping[str, Any], now: datetime,

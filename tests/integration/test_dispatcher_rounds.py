@@ -82,6 +82,34 @@ def test_a_round_reuses_a_recent_queue_listing_until_new_work_arrives(service):
     assert api.queue_listings == 3, "a listing older than queue_max_age is refreshed"
 
 
+def test_new_work_announced_by_its_event_is_started_without_listing_the_queue(service):
+    alice = service.client(service.token("alice"))
+    admin = service.admin()
+    dispatcher, backend, api = _dispatcher(service, vcpus=1)
+    dispatcher.tick(now=100.0, queue_max_age=10.0)
+    assert api.queue_listings == 1 and backend.started == []
+
+    since = admin.get("/events/batch").json()["last_id"]
+    low = commit(alice, command=["echo", "low"], priority=10)["container_uuid"]
+    high = commit(alice, command=["echo", "high"], priority=1000)["container_uuid"]
+    created = [e for e in admin.get("/events/batch", params={"since": since}).json()["items"]
+               if e["object_kind"] == "arvados#container" and e["event_type"] == "create"]
+    assert [e["object_uuid"] for e in created] == [low, high]
+    entries = [e["properties"]["queue_entry"] for e in created]
+    assert entries[0] == {**entries[0], "runtime_constraints": {"vcpus": 1, "ram": 1 << 28},
+                          "scheduling_parameters": {}, "lock_count": 0}
+    assert 0 < entries[0]["priority"] < entries[1]["priority"]  # (the container's, from its request's)
+    assert all(dispatcher.heard(event) for event in created)
+    assert dispatcher.heard(created[1]), "an event heard twice is harmless"
+
+    dispatcher.tick(now=101.0, queue_max_age=10.0)
+    assert api.queue_listings == 1, "the events said all a round needs"
+    assert backend.started == [high], "the higher priority goes first, as in a listing"
+    backend.started.clear()  # finished: the other one fits now
+    dispatcher.tick(now=102.0, queue_max_age=10.0)
+    assert (api.queue_listings, backend.started) == (1, [low])
+
+
 def test_a_plain_tick_always_lists_the_queue(service):
     alice = service.client(service.token("alice"))
     commit(alice, command=["echo", "a"])

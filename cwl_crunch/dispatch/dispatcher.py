@@ -25,16 +25,14 @@ from ..client import ApiError, Client
 from ..domain.states import LOCKED_STATUS
 from ..follow import EventFollower
 from .backends import Backend, BackendUnavailable, Capacity, Tracking, Unsatisfiable
+from .queue_events import CONTAINER_KIND, QUEUE_FIELDS, changes_the_queue, queue_entry, worth_a_round
 
-CONTAINER_KIND = "arvados#container"
 log = logging.getLogger(__name__)
 GiB = 1 << 30
 REPUBLISH_SECONDS = 5.0  # a container's new queue position alone is sent at most this often
 REPUBLISH_PER_SECOND = 10.0  # queue-position updates a long queue gets, all containers together
 QUEUE_STATUS_DELAY = 1.0  # a container is told why it waits once it has waited this long
 BACKEND_RETRY_SECONDS = (1.0, 60.0)  # after the backend refused work for now: first and longest pause
-# What a round needs to know of a queued container (not its mounts, environment, ...).
-QUEUE_FIELDS = ("uuid", "priority", "runtime_constraints", "scheduling_parameters", "lock_count")
 
 
 @dataclass
@@ -126,14 +124,14 @@ class Dispatcher:
         """Take in a container event; whether it is worth a round. New work whose event says how
         to queue it joins the queue as it is (`_arrived`); other new or requeued work, or a new
         priority, makes the next round list the queue."""
-        entry = _queue_entry(event)
+        entry = queue_entry(event)
         if entry is not None:
             self._arrived.append(entry)
             return True
-        if _changes_the_queue(event):
+        if changes_the_queue(event):
             self._queue_stale.set()
             return True
-        return _worth_a_round(event)
+        return worth_a_round(event)
 
     # -- one round -----------------------------------------------------------------------
 
@@ -333,36 +331,6 @@ class Dispatcher:
             self.api.request(method, path, body)
         except ApiError as error:
             log.info("%s %s: %s", method, path, error)
-
-
-def _queue_entry(event: dict[str, Any]) -> dict[str, Any] | None:
-    """A new Queued container as a queue listing would show it, if its create event says enough."""
-    properties = event.get("properties") or {}
-    entry = properties.get("queue_entry")
-    if event.get("event_type") != "create" or properties.get("new_state") != "Queued" or not isinstance(entry, dict):
-        return None
-    if not all(field in entry for field in QUEUE_FIELDS if field != "uuid") or not isinstance(entry["priority"], int):
-        return None
-    return {"uuid": event["object_uuid"], **{field: entry[field] for field in QUEUE_FIELDS if field != "uuid"}}
-
-
-def _changes_the_queue(event: dict[str, Any]) -> bool:
-    """New work, work back in the queue (unlocked, retried) or a new priority."""
-    properties = event.get("properties") or {}
-    back_in_queue = properties.get("new_state") == "Queued" and properties.get("old_state") != "Queued"
-    return event.get("event_type") == "create" or back_in_queue or "priority" in (properties.get("changed") or [])
-
-
-def _worth_a_round(event: dict[str, Any]) -> bool:
-    """Whether a container event can change what a round would do: new work, capacity freed (a
-    container finished or went back to the queue) or a new priority. Not the status and log
-    updates, which are most events (and some are this dispatcher's own), nor locking or starting."""
-    properties = event.get("properties") or {}
-    if event.get("event_type") != "update":
-        return True
-    old, new = properties.get("old_state"), properties.get("new_state")
-    frees_capacity = old != new and new in ("Queued", "Complete", "Cancelled")  # not Queued → Locked → Running
-    return frees_capacity or "priority" in (properties.get("changed") or [])
 
 
 def _kind(status: str) -> str:

@@ -1,4 +1,4 @@
-"""Which attributes a client may write, per state and per transition.
+"""Which attributes a client may write, per state and per transition, and which a dispatcher reads.
 
 The service checks every update against these tables; anything else is a 422 naming the
 attribute. Server-computed attributes (priority, lock_count, timestamps, …) never appear here.
@@ -92,3 +92,9 @@ def require_container_update(old: C, new: C, attributes: Iterable[str]) -> None:
 def require_request_update(state: R, attributes: Iterable[str]) -> None:
     """Check a container-request update against the per-state table."""
     require_writable(attributes, REQUEST_WRITABLE_IN_STATE[state], f"while the request is {state.value}")
+
+
+# What a dispatcher needs to know of a queued container besides its uuid (not its mounts,
+# environment, ...): what its queue listing selects, and what a container's create event carries
+# (`queue_entry`) so that new work need not be listed.
+QUEUE_ENTRY = ("priority", "runtime_constraints", "scheduling_parameters", "lock_count")

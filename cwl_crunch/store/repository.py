@@ -18,6 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
+from ..domain.attributes import QUEUE_ENTRY
 from ..domain.errors import Conflict
 from ..domain.states import FINAL_CONTAINER_STATES
 from ..domain.uuids import KIND_OF_TYPE, type_of
@@ -40,8 +41,6 @@ REQUEST_KIND = KIND_OF_TYPE["xvhdp"]
 # Where flush_events puts a request event's visibility attributes, and which they are.
 VISIBILITY = "visibility"
 _REQUEST_VISIBILITY = ("owner_uuid", "requesting_container_uuid", "container_uuid")
-# A new container's attributes that its create event carries for dispatchers (`queue_entry`).
-QUEUE_ENTRY = ("priority", "runtime_constraints", "scheduling_parameters", "lock_count")
 # Computed by the database, never written.
 _GENERATED = {"has_error"}
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from cwl_crunch.client import Client
 from cwl_crunch.dispatch.backends import Capacity, Tracking
-from cwl_crunch.dispatch.dispatcher import Dispatcher, _changes_the_queue, _worth_a_round
+from cwl_crunch.dispatch.dispatcher import Dispatcher
+from cwl_crunch.dispatch.queue_events import changes_the_queue, worth_a_round
 from tests.support.flows import commit
 
 GiB = 1 << 30
@@ -161,8 +162,8 @@ def test_which_container_events_wake_the_dispatcher():
     status = _event("update", "Running", "Running", ["runtime_status"])
     scheduling = _event("update", "Queued", "Queued", ["scheduling_status"])
 
-    assert all(_changes_the_queue(e) for e in (new_work, unlocked, reprioritised))
-    assert not any(_changes_the_queue(e) for e in (finished, status, scheduling))
-    assert _worth_a_round(finished)
-    assert _worth_a_round(unlocked) and _worth_a_round(reprioritised)
-    assert not any(_worth_a_round(e) for e in (started, status, scheduling))
+    assert all(changes_the_queue(e) for e in (new_work, unlocked, reprioritised))
+    assert not any(changes_the_queue(e) for e in (finished, status, scheduling))
+    assert worth_a_round(finished)
+    assert worth_a_round(unlocked) and worth_a_round(reprioritised)
+    assert not any(worth_a_round(e) for e in (started, status, scheduling))

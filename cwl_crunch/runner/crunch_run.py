@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,8 +24,7 @@ from typing import Any
 
 from .. import __version__
 from ..client import ApiError, Client
-from ..domain.validation import PDH_RE
-from . import crunchstat, staging, watch, workdir
+from . import crunchstat, images, staging, watch, workdir
 from .keep import Keep
 from .logs import LiveSender, LogFile
 from .outcome import Failure, Outcome
@@ -38,9 +36,9 @@ from .runtimes import (
     ProcessSpec,
     Runtime,
     RuntimeUnavailable,
+    stop_process,
     wait_for_exit,
 )
-from .runtimes.docker import DockerRuntime
 from .runtimes.local import LocalRuntime
 
 ACTIVITY_DELAY_SECONDS = 0.5  # a step taking longer than this is shown in runtime_status.activity
@@ -158,13 +156,14 @@ class CrunchRun:
 
     def _prepare(self, binds: list[Bind], streams: dict[str, Path]) -> tuple[Runtime, ProcessSpec]:
         image = self.container.get("container_image") or ""
-        runtime: Runtime = (self.runtime or LocalRuntime()) if not image else self._engine_runtime(image)
+        engine = images.engine_runtime(image, self.options.engine) if image else None
+        runtime: Runtime = engine or self.runtime or LocalRuntime()
         spec = staging.process_spec(self.container, self.api.url, binds, streams,
                                     hidden=[*self.options.hidden, self.options.work_root])
         self.streams = streams
         try:
-            if image:
-                spec.image = self._image(runtime, image)
+            if engine is not None:
+                spec.image = images.ready_image(engine, image, self._keep(), self._status, self.say)
             runtime.prepare(spec)
         except RuntimeUnavailable as error:
             raise Failure(str(error), cause=error.cause) from error
@@ -172,26 +171,6 @@ class CrunchRun:
             raise Failure(f"container image not found: {error}", cause="setup") from error
         self.say(f"runtime {runtime.name}")
         return runtime, spec
-
-    def _engine_runtime(self, image: str) -> Runtime:
-        engine = self.options.engine or next((e for e in ("podman", "docker") if shutil.which(e)), None)
-        if engine is None:
-            raise Failure(f"container_image {image!r}: this worker has no container engine (docker or podman)",
-                          cause="setup")
-        return DockerRuntime(engine)
-
-    def _image(self, runtime: Runtime, image: str) -> str:
-        """An engine reference as is; a collection's hash → its image tarball, loaded once per worker."""
-        if not PDH_RE.match(image):
-            return image
-        self._status({"activity": "loading image"})
-        self.say(f"loading image from collection {image}")
-        try:
-            tarball = self._keep().image_tarball(image)
-        except (ApiError, OSError, ValueError) as error:
-            raise ImageNotFound(f"collection {image}: {error}") from error
-        assert isinstance(runtime, DockerRuntime)
-        return runtime.load_tarball(tarball)
 
     def _execute(self) -> int | None:
         """Run the process to its end (or until cancelled / timed out); its exit code."""
@@ -354,17 +333,8 @@ class CrunchRun:
         crunchstat.record(self.process.pid, memory, log, warn, interval, stop, members)
 
     def _stop(self, why: str) -> None:
-        """SIGTERM to the process group, SIGKILL after the grace period."""
         assert self.process is not None
-        if self.process.poll() is not None:
-            return
-        self.say(f"stopping the process: {why}")
-        _signal_group(self.process, signal.SIGTERM)
-        try:
-            self.process.wait(self.options.grace_seconds)
-        except subprocess.TimeoutExpired:
-            self.say(f"still running after {self.options.grace_seconds:g} s: SIGKILL")
-            _signal_group(self.process, signal.SIGKILL)
+        stop_process(self.process, self.options.grace_seconds, why, self.say)
 
     def on_signal(self, signum: int, _frame: Any) -> None:
         """SIGTERM/SIGINT to crunch-run: cancel (a retryable cause: nobody asked the container to stop)."""
@@ -400,13 +370,6 @@ class CrunchRun:
 
     def _unlock_quietly(self) -> None:
         self._quietly(self.api.request, "POST", f"/containers/{self.uuid}/unlock")
-
-
-def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    try:
-        os.killpg(process.pid, signum)
-    except ProcessLookupError:
-        pass
 
 
 def main(uuid: str, options: Options, locked: dict[str, Any] | None = None) -> int:

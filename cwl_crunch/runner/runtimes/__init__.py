@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
@@ -123,3 +125,23 @@ def wait_for_exit(process: subprocess.Popen[bytes], timeout: float) -> None:
         select.select([pidfd], [], [], timeout)
     finally:
         os.close(pidfd)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float, why: str, say: Callable[[str], None]) -> None:
+    """SIGTERM to the process's group, SIGKILL after `grace` seconds; each step said with `say`."""
+    if process.poll() is not None:
+        return
+    say(f"stopping the process: {why}")
+    _signal_group(process, signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        say(f"still running after {grace:g} s: SIGKILL")
+        _signal_group(process, signal.SIGKILL)
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass

@@ -162,9 +162,13 @@ class LocalRuntime:
         """Nothing outlives bwrap (`--die-with-parent`, own pid namespace); its cgroups go once
         the kernel has let go of the last exiting process (a few milliseconds). Without a spec
         (crunch-run failed before it had one), the groups `expect` made go."""
-        if spec is None and self._early is None:
+        if spec is not None:
+            name = spec.name
+        elif self._early is not None:
+            name = self._early[0]
+        else:
             return
-        memory, cpu = cgroups.group_paths(spec) if spec is not None else cgroups.named_paths(self._early[0])  # type: ignore[index]
+        memory, cpu = cgroups.named_paths(name)
         for group in (memory, cpu):
             delay = 0.001
             while delay < 1.0:  # about 1 s in all; a group left behind is swept by a later start

@@ -24,6 +24,7 @@ from typing import Any
 
 from .. import __version__
 from ..client import ApiError, Client
+from ..domain.collections import portable_data_hash
 from . import crunchstat, images, staging, watch, workdir
 from .keep import Keep
 from .logs import LiveSender, LogFile
@@ -243,20 +244,21 @@ class CrunchRun:
             return b""
 
     def _finalize(self, exit_code: int | None) -> int:
-        """Save output and logs, then the final state (decided once)."""
+        """Capture output and logs, then record the final state (decided once) with both."""
         keep = self._keep()
         changes: dict[str, Any] = {}
-        finished = self.outcome.state is None and exit_code is not None  # Complete once the output is saved
+        manifests: dict[str, dict[str, Any]] = {}  # "output"/"log" → its manifest, saved with the final state
+        finished = self.outcome.state is None and exit_code is not None  # Complete once the output is captured
         output_dir = self._output_dir() if self.running else None
         if output_dir is not None:  # partial output is saved on Cancelled too
-            # The exit code and the upload are shown only if saving the output takes a while;
+            # The exit code and the upload are shown only if capturing the output takes a while;
             # otherwise they arrive with the final state, one update instead of two.
             shown: dict[str, Any] = {"runtime_status": {"activity": "uploading output"}}
             if finished:
                 shown["exit_code"] = exit_code
             slow = partial(self._quietly, self._set, shown)
             with watch.announced_if_slow(ACTIVITY_DELAY_SECONDS, slow, any(output_dir.iterdir())):
-                self._save_output(keep, output_dir, changes, finished, exit_code)
+                self._capture_output(keep, output_dir, manifests, changes, finished, exit_code)
         if finished:
             self.outcome.decide("Complete")
         state = self.outcome.state or "Cancelled"
@@ -266,14 +268,10 @@ class CrunchRun:
         # Lines not yet sent live (all of them, for a container shorter than a second) go to the
         # server only if the log collection cannot be saved: it holds them all.
         unsent = self.live.close(send_pending=False) if self.live is not None else {}
-        output_saved = output_dir is None or "output" in changes
         try:
-            changes["log"] = keep.save(keep.capture(self.workdir / "log"), f"log for {self.uuid}")
+            manifests["log"] = keep.capture(self.workdir / "log")
         except Exception as error:  # noqa: BLE001 - the live log is kept by the server
-            print(f"crunch-run {self.uuid}: cannot save the log collection (the live log is kept): {error}",
-                  file=sys.stderr)
-            if unsent:
-                self._quietly(self._send_live, unsent)
+            self._log_not_saved(error, unsent)
         if state == "Queued":
             self._unlock_quietly()
             return 1
@@ -283,30 +281,73 @@ class CrunchRun:
         status = {k: v for k, v in (("cause", self.outcome.cause), ("error", self.outcome.error)) if v}
         changes["runtime_status"] = {"activity": None, **status}
         try:
-            self._set(changes)
+            saved = self._record_final(keep, changes, manifests, unsent)
         except ApiError as error:
             print(f"crunch-run {self.uuid}: cannot record the final state {state}: {error}", file=sys.stderr)
             return 1
-        self.all_saved = output_saved and "log" in changes
+        self.all_saved = (output_dir is None or "output" in saved) and "log" in saved
         if not self.all_saved:
             print(f"crunch-run {self.uuid}: not everything was saved: its files stay in {self.workdir}", file=sys.stderr)
         return 0
 
-    def _save_output(self, keep: Keep, output_dir: Path, changes: dict[str, Any], finished: bool,
-                     exit_code: int | None) -> None:
-        """The output collection (and its files' SHA-1) into `changes`; a failure → Cancelled."""
+    def _capture_output(self, keep: Keep, output_dir: Path, manifests: dict[str, dict[str, Any]],
+                        changes: dict[str, Any], finished: bool, exit_code: int | None) -> None:
+        """The output's manifest into `manifests` (its files' SHA-1 into `changes`); a failure → Cancelled."""
         try:
             digests: dict[str, str] = {}
-            manifest = keep.capture(output_dir, self.container.get("output_glob") or None, sha1=digests)
-            changes["output"] = keep.save(manifest, f"output for {self.uuid}")
+            manifests["output"] = keep.capture(output_dir, self.container.get("output_glob") or None, sha1=digests)
             if 0 < len(digests) <= MAX_RECORDED_DIGESTS:  # clients need not read files to checksum them
                 changes["output_properties"] = {**(self.container.get("output_properties") or {}), "sha1": digests}
-            self.say(f"output {changes['output']}")
+            self.say(f"output {portable_data_hash(manifests['output'])}")
         except Exception as error:  # noqa: BLE001 - Complete becomes Cancelled, reported
             self.say(f"error: cannot save the output: {error}")
             if finished:  # Cancelled carries no exit code: record it first
                 self._quietly(self._set, {"exit_code": exit_code})
             self.outcome.decide("Cancelled", "infrastructure", f"cannot save the output: {error}")
+
+    def _record_final(self, keep: Keep, changes: dict[str, Any], manifests: dict[str, dict[str, Any]],
+                      unsent: dict[str, str]) -> set[str]:
+        """The final state and the collections it names, in one update; which collections were saved.
+
+        A server that will not take the manifests in an update (one older than this crunch-run, or
+        one refusing a manifest) answers 422 and changes nothing: the collections are then saved
+        one by one first, as they used to be, and a failure to save one is handled as its own."""
+        try:
+            self._set({**changes, **{f"{name}_manifest": manifest for name, manifest in manifests.items()}})
+            return set(manifests)
+        except ApiError as error:
+            if error.status != 422 or not manifests:
+                raise
+            print(f"crunch-run {self.uuid}: the final state with its collections was refused ({error}); "
+                  "saving them first", file=sys.stderr)
+        saved = set()
+        for name, manifest in manifests.items():  # the output first
+            try:
+                changes[name] = keep.save(manifest, f"{name} for {self.uuid}")
+                saved.add(name)
+            except Exception as error:  # noqa: BLE001 - each collection's failure has its own consequence
+                if name == "log":
+                    self._log_not_saved(error, unsent)
+                else:
+                    self._cancel_for_unsaved_output(changes, error)
+        self._set(changes)
+        return saved
+
+    def _cancel_for_unsaved_output(self, changes: dict[str, Any], error: Exception) -> None:
+        """Output that cannot be saved turns Complete into Cancelled (SPEC §7), even once decided:
+        the decision guards against signals, and no signal can bring the output back."""
+        reason = f"cannot save the output: {error}"
+        print(f"crunch-run {self.uuid}: {reason}", file=sys.stderr)
+        if changes["state"] == "Complete":  # Cancelled carries no exit code: record it first
+            self._quietly(self._set, {"exit_code": changes.pop("exit_code")})
+            changes["state"] = "Cancelled"
+            changes["runtime_status"] = {"activity": None, "cause": "infrastructure", "error": reason}
+
+    def _log_not_saved(self, error: Exception, unsent: dict[str, str]) -> None:
+        print(f"crunch-run {self.uuid}: cannot save the log collection (the live log is kept): {error}",
+              file=sys.stderr)
+        if unsent:
+            self._quietly(self._send_live, unsent)
 
     # -- while running -------------------------------------------------------------------
 

@@ -88,6 +88,8 @@ class ContainerUpdateBody(Body):
     log: str | None = None
     output: str | None = None
     output_properties: JsonObject | None = None
+    output_manifest: JsonObject | None = None  # saved as a collection; its hash becomes `output`
+    log_manifest: JsonObject | None = None  # the same for `log`
     exit_code: int | None = None
     cost: float | None = None
     subrequests_cost: float | None = None

@@ -27,28 +27,35 @@ def create(ctx: Context, principal: Principal, body: Mapping[str, Any]) -> dict[
     unknown = sorted(set(body) - _CREATABLE)
     if unknown:
         raise Invalid(*(f"{name}: cannot be set when creating a collection" for name in unknown))
-    manifest = validate_manifest(body.get("manifest", {}))
-    _require_blobs(ctx.settings, manifest)
-    pdh = portable_data_hash(manifest)
-    if body.get("portable_data_hash") not in (None, pdh):
-        raise Invalid(f"portable_data_hash: the manifest hashes to {pdh}, not {body['portable_data_hash']}")
     name = body.get("name") or ""
     properties = body.get("properties") or {}
     if not isinstance(name, str) or not isinstance(properties, Mapping):
         raise Invalid("name must be a string and properties an object")
+    row = new_row(ctx, principal, body.get("manifest", {}), name, properties)
+    pdh = row["portable_data_hash"]
+    if body.get("portable_data_hash") not in (None, pdh):
+        raise Invalid(f"portable_data_hash: the manifest hashes to {pdh}, not {body['portable_data_hash']}")
+    return plain_view(ctx.store.transact(lambda tx: tx.insert_collection(row)))
+
+
+def new_row(ctx: Context, principal: Principal, manifest: Any, name: str,
+            properties: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A collection record for `manifest`, checked (a valid manifest whose blobs are all stored),
+    for the caller's transaction to insert."""
+    manifest = validate_manifest(manifest)
+    _require_blobs(ctx.settings, manifest)
     now = ctx.now()
-    row = {
+    return {
         "uuid": new_uuid(ctx.settings.cluster_id, COLLECTION),
         "owner_uuid": principal.user_uuid,
         "name": name,
-        "portable_data_hash": pdh,
+        "portable_data_hash": portable_data_hash(manifest),
         "manifest": manifest,
-        "properties": dict(properties),
+        "properties": dict(properties or {}),
         "created_at": now,
         "modified_at": now,
         "trash_at": None,
     }
-    return plain_view(ctx.store.transact(lambda tx: tx.insert_collection(row)))
 
 
 def _require_blobs(settings: Settings, manifest: Mapping[str, Any]) -> None:

@@ -26,7 +26,7 @@ from ..domain.validation import PDH_RE, parse_time
 from ..store.query import visible_containers
 from ..store.repository import Repository, Row
 from ..store.schema import containers
-from . import lifecycle
+from . import collections, lifecycle
 from .access import visible_container
 from .auth import issue_token
 from .context import Context
@@ -37,6 +37,12 @@ CLIENT_ATTRIBUTES = frozenset(
     {"state", "runtime_status", "progress", "log", "output", "output_properties", "exit_code", "cost",
      "subrequests_cost", "scheduling_status"}
 )
+# A container update may carry the output and log manifests themselves instead of the portable
+# data hashes of collections saved before: each is saved as a collection in the update's own
+# transaction and its hash becomes `output` / `log`. crunch-run's final state is then one call
+# instead of three (SPEC §7 step 7), and the collections exist exactly when the state they belong
+# to does.
+MANIFEST_ATTRIBUTES = {"output_manifest": ("output", "output for"), "log_manifest": ("log", "log for")}
 _INT32 = 2**31
 
 
@@ -86,7 +92,8 @@ def _check_values(patch: Mapping[str, Any]) -> dict[str, Any]:
 
 def update(ctx: Context, principal: Principal, uuid: str, patch: Mapping[str, Any]) -> dict[str, Any]:
     """Write attributes and/or change state, as the per-state tables allow."""
-    require_writable(patch, CLIENT_ATTRIBUTES, "on a container")
+    require_writable(patch, CLIENT_ATTRIBUTES | MANIFEST_ATTRIBUTES.keys(), "on a container")
+    patch, saved = _collections_of(ctx, principal, uuid, patch)
     patch = _check_values(patch)
     if "runtime_status" in patch:
         patch["runtime_status"] = runtime_status.validate_patch(patch["runtime_status"])
@@ -96,16 +103,40 @@ def update(ctx: Context, principal: Principal, uuid: str, patch: Mapping[str, An
         old = ContainerState(container["state"])
         new = parse_container_state(patch.get("state", old.value))
         _authorize_update(principal, container, old, new, patch)
-        if (old, new) == (ContainerState.QUEUED, ContainerState.LOCKED):
-            return _lock(tx, ctx, principal, container, None)
-        if (old, new) == (ContainerState.LOCKED, ContainerState.QUEUED):
+        if (old, new) in ((ContainerState.QUEUED, ContainerState.LOCKED), (ContainerState.LOCKED, ContainerState.QUEUED)):
+            if saved:
+                raise Invalid(f"{', '.join(sorted(MANIFEST_ATTRIBUTES))}: cannot be given when locking or unlocking")
+            if new == ContainerState.LOCKED:
+                return _lock(tx, ctx, principal, container, None)
             return _unlock(tx, ctx, principal, container)
         if old != new:
             require_container_transition(old, new)
         require_container_update(old, new, patch)
+        for row in saved:
+            tx.insert_collection(row)
         return _apply(tx, ctx, container, new, patch)
 
     return container_view(ctx.store.transact(work), principal)
+
+
+def _collections_of(ctx: Context, principal: Principal, uuid: str,
+                    patch: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`patch` with each manifest attribute replaced by its collection's portable data hash, and
+    those collections' records (checked, not yet inserted)."""
+    patch, saved = dict(patch), []
+    for field, (attribute, label) in MANIFEST_ATTRIBUTES.items():
+        if field not in patch:
+            continue
+        try:
+            row = collections.new_row(ctx, principal, patch.pop(field), f"{label} {uuid}")
+        except Invalid as error:
+            raise Invalid(*(field + message.removeprefix("manifest") for message in error.messages)) from None
+        pdh = row["portable_data_hash"]
+        if patch.get(attribute) not in (None, pdh):
+            raise Invalid(f"{attribute}: {patch[attribute]} is not the hash of {field} ({pdh})")
+        patch[attribute] = pdh
+        saved.append(row)
+    return patch, saved
 
 
 def _authorize_update(principal: Principal, container: Row, old: ContainerState, new: ContainerState, patch: Mapping[str, Any]) -> None:

@@ -15,12 +15,14 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from cwl_crunch.runner.runtimes.cgroups import CGROUP_ROOT
+from cwl_crunch.services import containers as services_containers
 from cwl_crunch.store import Store
 from cwl_crunch.store.schema import live_logs
 from tests.support.cluster import Cluster, cluster_over, require_bwrap
@@ -125,31 +127,69 @@ def test_a_short_container_sends_its_exit_code_with_its_final_state(image: str, 
     assert after_running[0]["properties"]["output_sha1"] == {"out.txt": hashlib.sha1(b"x\n").hexdigest()}
 
 
-def test_crunch_run_asks_for_secret_mounts_only_when_the_container_has_some(cluster: Cluster) -> None:
-    # Counted at the server, under every connection opened from here on (the dispatcher's and crunch-runs').
-    paths: list[str] = []
+@contextmanager
+def requests_seen(cluster: Cluster) -> Iterator[list[tuple[str, str]]]:
+    """(method, path) of every request the cluster's server answers meanwhile, on every connection
+    opened from here on (the dispatcher's and crunch-runs')."""
+    seen: list[tuple[str, str]] = []
     server = cluster.service._server
     inner = server.config.loaded_app
 
     async def counting(scope, receive, send):  # type: ignore[no-untyped-def]
         if scope["type"] == "http":
-            paths.append(scope["path"])
+            seen.append((scope["method"], scope["path"]))
         await inner(scope, receive, send)
 
     server.config.loaded_app = counting
     try:
+        yield seen
+    finally:
+        server.config.loaded_app = inner
+
+
+def test_crunch_run_asks_for_secret_mounts_only_when_the_container_has_some(cluster: Cluster) -> None:
+    with requests_seen(cluster) as seen:
         cluster.start_dispatcher("--vcpus", "4", "--ram", str(4 * GiB))
         plain = cluster.submit(command=["echo", "plain"])
         secret = cluster.submit(command=["cat", "/etc/secret.txt"],
                                 secret_mounts={"/etc/secret.txt": {"kind": "text", "content": "s3cr3t"}})
         finished = [cluster.wait_final(r["container_uuid"]) for r in (plain, secret)]
-    finally:
-        server.config.loaded_app = inner
+    paths = [path for _, path in seen]
     assert [c["state"] for c in finished] == ["Complete", "Complete"], cluster.diagnostics(finished[1]["uuid"])
     assert lines(cluster.log_files(finished[1])["stdout.txt"]) == [b"s3cr3t"]
     assert [p for p in paths if p.endswith("/secret_mounts")] == [
         f"/arvados/v1/containers/{secret['container_uuid']}/secret_mounts"]
     assert sum(p.endswith("/lock") for p in paths) == 2  # both went through this server's counting
+
+
+def test_the_final_state_is_recorded_with_the_output_and_log_collections_in_one_update(cluster: Cluster) -> None:
+    with requests_seen(cluster) as seen:
+        cluster.start_dispatcher("--vcpus", "4", "--ram", str(4 * GiB))
+        request = cluster.submit(command=["sh", "-c", "echo x > /var/spool/cwl/out.txt; echo logged"])
+        container = cluster.wait_final(request["container_uuid"])
+    assert (container["state"], container["exit_code"]) == ("Complete", 0), cluster.diagnostics(container["uuid"])
+    updates = [path for method, path in seen if method == "PUT" and path.endswith(container["uuid"])]
+    assert len(updates) == 2  # Running, then Complete with everything
+    assert ("POST", "/arvados/v1/collections") not in seen
+    output = ok(cluster.admin.get(f"/collections/{container['output']}"))
+    assert (output["name"], list(output["manifest"])) == (f"output for {container['uuid']}", ["out.txt"])
+    assert lines(cluster.log_files(container)["stdout.txt"]) == [b"logged"]
+
+
+def test_a_server_refusing_manifests_in_the_final_update_gets_the_collections_first(
+        cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As a server older than crunch-run would: 422 for the unknown attributes, nothing changed.
+    monkeypatch.setattr(services_containers, "MANIFEST_ATTRIBUTES", {})
+    with requests_seen(cluster) as seen:
+        cluster.start_dispatcher("--vcpus", "4", "--ram", str(4 * GiB))
+        request = cluster.submit(command=["sh", "-c", "echo x > /var/spool/cwl/out.txt; echo logged"])
+        container = cluster.wait_final(request["container_uuid"])
+    assert (container["state"], container["exit_code"]) == ("Complete", 0), cluster.diagnostics(container["uuid"])
+    assert seen.count(("POST", "/arvados/v1/collections")) == 2
+    assert list(ok(cluster.admin.get(f"/collections/{container['output']}"))["manifest"]) == ["out.txt"]
+    assert lines(cluster.log_files(container)["stdout.txt"]) == [b"logged"]
+    final = ok(cluster.admin.get(f"/container_requests/{request['uuid']}"))
+    assert final["state"] == "Final" and final["log_uuid"] and final["output_uuid"]
 
 
 def test_output_files_sha1_digests_are_recorded_with_the_output(image: str, running_cluster: Cluster) -> None:

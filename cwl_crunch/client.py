@@ -13,7 +13,8 @@ import json
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,34 @@ class Client:
                     raise
                 time.sleep(min(2.0, 0.1 * 2**attempt))
                 attempt += 1
+
+    def begin(self, method: str, path: str, body: Any = None) -> Callable[[], Any]:
+        """Send a request now; a function that waits for its answer (decoded as by `request`).
+        The caller works while the server does, and uses no other request of this thread's
+        meanwhile (they share its connection). A connection error on either side sends the
+        request again when the answer is wanted, as `request` would have."""
+        target = self._prefix + path
+        payload = json.dumps(body).encode() if body is not None else None
+        sent = dict(self._headers, **({"Content-Type": "application/json"} if payload is not None else {}))
+        conn = self._connection()
+        try:
+            conn.request(method, target, body=payload, headers=sent)
+        except (ConnectionError, http.client.HTTPException, TimeoutError, OSError):
+            self._drop_connection()
+            return partial(self.request, method, path, body)
+
+        def answer() -> Any:
+            try:
+                response = conn.getresponse()
+                data = response.read()
+            except (ConnectionError, http.client.HTTPException, TimeoutError, OSError):
+                self._drop_connection()
+                return self.request(method, path, body)
+            if response.status >= 400:
+                raise ApiError(response.status, _messages(data), method, path)
+            return json.loads(data) if data and method != "HEAD" else None
+
+        return answer
 
     def stream(self, path: str, params: Mapping[str, str] | None = None) -> http.client.HTTPResponse:
         """GET a response that stays open (`?follow=1`), on a connection of its own: read it with

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -42,6 +43,7 @@ from .runtimes import (
 )
 from .runtimes.local import LocalRuntime
 
+RUNNING = {"state": "Running", "runtime_status": {"activity": None}}
 ACTIVITY_DELAY_SECONDS = 0.5  # a step taking longer than this is shown in runtime_status.activity
 # Output files' SHA-1 digests (CWL's checksums) go into the container's output_properties["sha1"]
 # unless there are more files than this, which would make the container record large.
@@ -177,26 +179,13 @@ class CrunchRun:
         """Run the process to its end (or until cancelled / timed out); its exit code."""
         assert self.runtime is not None and self.spec is not None
         held = self.runtime.holds_start  # set up while Running is recorded, run once it is
-        if not held:
-            self._running()
         files = {name: self.streams[name].open("wb") for name in ("stdout", "stderr") if name in self.streams}
         self.spec.stdout, self.spec.stderr = files.get("stdout"), files.get("stderr")
         try:
-            self.process = self.runtime.start(self.spec, held=held)
-        except CommandNotStarted as error:
-            raise Failure(str(error), cause="setup") from error
-        except OSError as error:
-            raise Failure(f"cannot start the command: {error}", cause="setup") from error
+            self.process = self._start(held)
         finally:
             for f in files.values():
                 f.close()
-        if held:
-            try:
-                self._running()
-            except BaseException:
-                self.runtime.abandon(self.process)
-                raise
-            self.runtime.release(self.process)
         self.say(f"started process {self.process.pid}")
         pumps = [LogFile.pump(self.logs[name], stream) for stream, name in
                  ((self.process.stdout, "stdout.txt"), (self.process.stderr, "stderr.txt")) if stream is not None]
@@ -224,9 +213,32 @@ class CrunchRun:
             raise Failure(f"{NOT_STARTED.format(self.spec.command[0])} ({problem})", cause="setup")
         return returncode if returncode >= 0 else 128 - returncode
 
-    def _running(self) -> None:
-        """Running is recorded before any user code starts (SPEC §7)."""
-        self._set({"state": "Running", "runtime_status": {"activity": None}})
+    def _start(self, held: bool) -> subprocess.Popen[bytes]:
+        """The process, started once Running is recorded. Held, it is started (the command checked,
+        the sandbox built) while the server records Running: the update is sent first and its
+        answer read afterwards; then the process is released."""
+        assert self.runtime is not None and self.spec is not None
+        if not held:
+            self._running()
+            return _started(self.runtime, self.spec, held)
+        recorded = self.api.begin("PUT", f"/containers/{self.uuid}", RUNNING)
+        try:
+            process = _started(self.runtime, self.spec, held)
+        except BaseException:
+            self._quietly(self._running, recorded)  # so that the final state follows it
+            raise
+        try:
+            self._running(recorded)
+        except BaseException:
+            self.runtime.abandon(process)
+            raise
+        self.runtime.release(process)
+        return process
+
+    def _running(self, recorded: Callable[[], Any] | None = None) -> None:
+        """Running is recorded before any user code starts (SPEC §7); `recorded`: the answer to
+        the update, already sent."""
+        self.container = recorded() if recorded is not None else self.api.update("containers", self.uuid, RUNNING)
         self.running = True
         self.say("state Running")
 
@@ -411,6 +423,15 @@ class CrunchRun:
 
     def _unlock_quietly(self) -> None:
         self._quietly(self.api.request, "POST", f"/containers/{self.uuid}/unlock")
+
+
+def _started(runtime: Runtime, spec: ProcessSpec, held: bool) -> subprocess.Popen[bytes]:
+    try:
+        return runtime.start(spec, held=held)
+    except CommandNotStarted as error:
+        raise Failure(str(error), cause="setup") from error
+    except OSError as error:
+        raise Failure(f"cannot start the command: {error}", cause="setup") from error
 
 
 def main(uuid: str, options: Options, locked: dict[str, Any] | None = None) -> int:

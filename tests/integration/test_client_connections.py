@@ -23,7 +23,19 @@ class _ClosesIdleConnections(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self.server.connections.add(self.client_address)  # type: ignore[attr-defined]
-        body = json.dumps({"path": self.path}).encode()
+        self._answer({"path": self.path})
+
+    def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+        """Answers once the test lets it (`server.release`), with what it was sent."""
+        self.server.connections.add(self.client_address)  # type: ignore[attr-defined]
+        sent = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.puts.append(sent)  # type: ignore[attr-defined]
+        self.server.release.wait(5)  # type: ignore[attr-defined]
+        self.server.answered.append(sent)  # type: ignore[attr-defined]
+        self._answer({"path": self.path, "sent": sent})
+
+    def _answer(self, answer: dict[str, Any]) -> None:
+        body = json.dumps(answer).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -39,6 +51,7 @@ class _ClosesIdleConnections(BaseHTTPRequestHandler):
 def closing_server() -> Iterator[ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ClosesIdleConnections)
     server.connections = set()  # type: ignore[attr-defined]
+    server.puts, server.answered, server.release = [], [], threading.Event()  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -72,3 +85,28 @@ def test_a_refused_connection_is_still_retried_with_pauses(monkeypatch: pytest.M
 
     assert len(pauses) == client_module.RETRIES
     assert pauses == sorted(pauses) and pauses[0] > 0
+
+
+def test_a_begun_request_is_sent_at_once_and_answered_when_asked(closing_server: ThreadingHTTPServer) -> None:
+    api = Client(f"http://127.0.0.1:{closing_server.server_address[1]}", "t")
+    answer = api.begin("PUT", "/things/1", {"state": "Running"})
+    # The call did not wait for the server, which holds its answer back until told.
+    assert closing_server.answered == []  # type: ignore[attr-defined]
+    closing_server.release.set()  # type: ignore[attr-defined]
+    assert answer() == {"path": "/arvados/v1/things/1", "sent": {"state": "Running"}}
+    assert closing_server.puts == [{"state": "Running"}]  # type: ignore[attr-defined]
+
+
+def test_a_begun_request_on_a_closed_idle_connection_is_sent_again(closing_server: ThreadingHTTPServer,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr(client_module.time, "sleep", pauses.append)
+    closing_server.release.set()  # type: ignore[attr-defined]
+    api = Client(f"http://127.0.0.1:{closing_server.server_address[1]}", "t")
+    api.request("GET", "/things")  # the server closes this connection after answering
+
+    answer = api.begin("PUT", "/things/1", {"state": "Running"})
+
+    assert answer()["sent"] == {"state": "Running"}
+    assert closing_server.puts == [{"state": "Running"}]  # type: ignore[attr-defined]
+    assert len(closing_server.connections) == 2 and pauses == []  # type: ignore[attr-defined]

@@ -6,6 +6,8 @@ decides; tests/integration/test_execution.py runs real crunch-runs.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 from cwl_crunch.client import Client
@@ -109,6 +111,28 @@ def test_new_work_announced_by_its_event_is_started_without_listing_the_queue(se
     backend.started.clear()  # finished: the other one fits now
     dispatcher.tick(now=102.0, queue_max_age=10.0)
     assert (api.queue_listings, backend.started) == (1, [low])
+
+
+def test_following_events_the_run_loop_lists_the_queue_only_every_few_seconds(service):
+    alice = service.client(service.token("alice"))
+    dispatcher, backend, api = _dispatcher(service, vcpus=4)
+    stop = threading.Event()
+    loop = threading.Thread(target=dispatcher.run, kwargs={"interval": 0.05, "stop": stop}, daemon=True)
+    loop.start()
+    try:
+        for i in range(3):  # each new container starts from its create event, within a round or two
+            uuid = commit(alice, command=["echo", str(i)])["container_uuid"]
+            deadline = time.monotonic() + 5
+            while uuid not in backend.started and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert uuid in backend.started
+            time.sleep(0.2)  # a few more rounds, with nothing new
+    finally:
+        stop.set()
+        loop.join(5)
+    assert not loop.is_alive()
+    # About 20 rounds ran; the queue was listed by the first alone (QUEUE_LISTING_SECONDS is 5 s).
+    assert api.queue_listings == 1
 
 
 def test_a_plain_tick_always_lists_the_queue(service):

@@ -234,7 +234,8 @@ def cancel_request(tx: Repository, ctx: Context, request: Row, now: datetime, de
 
 def finalize_request(tx: Repository, ctx: Context, request: Row, container: Row, now: datetime) -> Row:
     """Committed → Final: log and output collections, cumulative cost, secrets dropped."""
-    attempts = tx.attempts_of(request["uuid"])
+    first_and_only = request["container_count"] == 1 and request["container_uuid"] == container["uuid"]
+    attempts = [container] if first_and_only else tx.attempts_of(request["uuid"])
     cost = sum(a["cost"] or 0.0 for a in attempts if a["created_at"] >= request["created_at"])
     changes: dict[str, Any] = {
         "state": "Final",

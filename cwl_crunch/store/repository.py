@@ -260,12 +260,16 @@ class Repository:
     # -- collections ---------------------------------------------------------------------
 
     def insert_collection(self, row: Mapping[str, Any]) -> Row:
-        if self._by_pdh.get(row["portable_data_hash"], True) is None:
-            del self._by_pdh[row["portable_data_hash"]]  # "none" no longer holds
-        return self._insert(collections, row)
+        inserted = self._insert(collections, row)
+        if self._by_pdh.get(row["portable_data_hash"]) is None:  # not asked yet, or "none"
+            self._by_pdh[row["portable_data_hash"]] = inserted
+        return inserted
 
     def collection_by_pdh(self, pdh: str) -> Row | None:
-        """The oldest untrashed collection with this content (asked once per transaction)."""
+        """The oldest untrashed collection with this content, or one this transaction inserted
+        when it had not asked before (asked once per transaction). Callers read the manifest,
+        which the content decides; a crunch-run's final update saves its collections and at once
+        asks for them, twice, when the container's requests are finalized."""
         if pdh not in self._by_pdh:
             query = (
                 select(collections)

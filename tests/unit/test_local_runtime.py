@@ -36,8 +36,8 @@ def test_only_directories_without_room_for_a_target_are_carved(tmp_path: Path) -
     assert {(str(b / "c"),) * 2, (str(b / "d"),) * 2, (str(a / "e"),) * 2} <= set(pairs(args, "--ro-bind-try"))
     assert str(a / "link") not in args  # made by the bind of a/link/x, inside host/a's tmpfs
     args = local._carve(host, [PurePosixPath(b / "c" / "new")])
-    assert args == ["--ro-bind", str(host), str(host), "--ro-bind", str(a), str(a), "--ro-bind", str(b), str(b),
-                    "--tmpfs", str(b / "c")]
+    # host/a and host/a/b are shown by host's bind already: only host/a/b/c needs a mount of its own.
+    assert args == ["--ro-bind", str(host), str(host), "--tmpfs", str(b / "c")]
 
 
 def test_targets_get_room_without_touching_the_host(tmp_path: Path) -> None:
@@ -55,6 +55,21 @@ def test_targets_get_room_without_touching_the_host(tmp_path: Path) -> None:
     # The host's /proc, /dev and /tmp are replaced by private ones.
     assert ["--proc", "/proc"] == args[args.index("--proc"):args.index("--proc") + 2]
     assert ("/tmp", "/tmp") not in pairs(args, "--ro-bind-try")
+
+
+def test_the_root_is_bound_whole_when_the_host_has_room_for_every_target(tmp_path: Path) -> None:
+    # No /keep mount: every target lies below a host directory (/var/spool/cwl) or replaces a
+    # private one (/tmp), so `/` is one bind rather than one per entry.
+    binds = [Bind(tmp_path / "out", "/var/spool/cwl", writable=True), Bind(tmp_path / "tmp", "/tmp", writable=True)]
+    hidden = tmp_path / "data"
+    hidden.mkdir()
+    args = LocalRuntime("bwrap").arguments(spec(tmp_path, binds=binds, hidden=[hidden]))
+    assert pairs(args, "--ro-bind") == [("/", "/")] and pairs(args, "--ro-bind-try") == []
+    assert args.index(str(hidden)) > args.index("/") and args[args.index(str(hidden)) - 1] == "--tmpfs"
+    assert args[args.index("/var/spool") - 1] == "--tmpfs" and "/var" not in args
+    assert args.index("/") < args.index("/var/spool") < args.index("--proc") < args.index("/var/spool/cwl")
+    assert args.index("--tmpfs", args.index("--proc")) < args.index(str(tmp_path / "tmp"))  # private /tmp, then the bind
+    assert (str(tmp_path / "out"), "/var/spool/cwl") in pairs(args, "--bind")
 
 
 def test_network_only_with_the_api_constraint_and_hidden_paths_are_masked(tmp_path: Path) -> None:

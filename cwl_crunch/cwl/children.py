@@ -80,6 +80,9 @@ class Children:
             job.finish({})
             return
         record = self.api.create("container_requests", request)
+        for mount in request["mounts"].values():  # saved with the request: known from now on
+            if "manifest" in mount:
+                self.keep.remember(mount["portable_data_hash"], mount["manifest"])
         uuid, container_uuid = record["uuid"], record.get("container_uuid")
         with self._lock:
             self.jobs[uuid] = job

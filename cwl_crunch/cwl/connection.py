@@ -39,7 +39,8 @@ class Connection:
 
         try:
             api, blob_root = _connect(args)
-            self._result = api, Keep(api, blob_root)
+            config = api.request("GET", "/config")
+            self._result = api, Keep(api, blob_root, mount_manifests=config.get("mount_manifests") is True)
         except Exception as error:  # noqa: BLE001 - any failure to reach a service is reported by get()
             self._error = error
 

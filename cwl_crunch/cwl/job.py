@@ -117,13 +117,16 @@ class CrunchJob(JobBase):
             self.generatemapper = self.make_path_mapper(self.generatefiles["listing"], self.builder.outdir,
                                                         runtime_context, False)
             assert isinstance(self.generatemapper, CollectionPathMapper)
-            pdh = self.generatemapper.save(f"initial work dir of {self.name}")
-            if pdh is not None:
-                generated = [Staged(pdh, target, path) for path, target in self.generatemapper.top_level()]
+            staging = self.generatemapper.stage(f"initial work dir of {self.name}")
+            if staging is not None:
+                pdh, manifest = staging
+                generated = [Staged(pdh, target, path, manifest if i == 0 else None)
+                             for i, (path, target) in enumerate(self.generatemapper.top_level())]
         mapper = self.pathmapper
         inputs = None
-        if isinstance(mapper, CollectionPathMapper) and (pdh := mapper.save(f"inputs of {self.name}")):
-            inputs = Staged(pdh, f"{KEEP_ROOT}/{pdh}")
+        if isinstance(mapper, CollectionPathMapper) and (staging := mapper.stage(f"inputs of {self.name}")):
+            pdh, manifest = staging
+            inputs = Staged(pdh, f"{KEEP_ROOT}/{pdh}", manifest=manifest)
         resources = self.builder.resources
         command = [str(arg) for arg in self.command_line]
         return JobSpec(

@@ -73,8 +73,11 @@ class Manifest:
 class Keep:
     """Collections and blobs for the runner: manifests cached, local files uploaded once."""
 
-    def __init__(self, api: Client, blob_root: Path | None = None) -> None:
+    def __init__(self, api: Client, blob_root: Path | None = None, mount_manifests: bool = False) -> None:
         self.api = api
+        # The service saves a collection mount's `manifest` with the request (its /config says so):
+        # a step's staging collection then travels in its request instead of a call of its own.
+        self.mount_manifests = mount_manifests
         self.local = FileBlobStore(blob_root, read_only=True) if blob_root is not None and blob_root.is_dir() else None
         self._manifests: dict[str, Manifest] = {}
         self._sha1: dict[str, dict[str, str]] = {}  # pdh → path → SHA-1, as crunch-run recorded them
@@ -138,6 +141,15 @@ class Keep:
             self.api.create("collections", {"name": name, "manifest": files})
             self._manifests[pdh] = Manifest(files)
         return pdh
+
+    def stage(self, files: dict[str, Any], name: str) -> tuple[str, dict[str, Any] | None]:
+        """A collection for a request to mount: its portable data hash, and the manifest to send
+        in the mount when the service will save it with the request (else it is saved now, unless
+        known already). Known once the request is created (`remember`)."""
+        pdh = portable_data_hash(files)
+        if self.mount_manifests and pdh not in self._manifests:
+            return pdh, files
+        return self.save(files, name), None
 
     def read(self, entry: dict[str, Any]) -> bytes:
         if self.local is not None:

@@ -46,9 +46,10 @@ class CollectionPathMapper(PathMapper):
             self._pathmap[source] = MapperEnt(location(self.pdh, relative), target or posixpath.join(root, relative),
                                               kind, True)
 
-    def save(self, name: str) -> str | None:
-        """Record the staging collection (nothing to record when the job has no files)."""
-        return self.keep.save(self.manifest, name) if self.manifest else None
+    def stage(self, name: str) -> tuple[str, dict[str, Any] | None] | None:
+        """The staging collection, for a request to mount (`Keep.stage`); None when the job has
+        no files."""
+        return self.keep.stage(self.manifest, name) if self.manifest else None
 
     def top_level(self) -> list[tuple[str, str]]:
         """(relative path, target) of each entry not inside another one."""

@@ -20,6 +20,9 @@ class Staged:
     pdh: str
     target: str
     path: str = ""
+    # The collection's manifest, for the service to save with the request (`Keep.stage`); sent
+    # in one mount of each collection.
+    manifest: dict[str, Any] | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -53,7 +56,7 @@ def build_request(job: JobSpec) -> dict[str, Any]:
         TMP_PATH: {"kind": "tmp", "capacity": _bytes(job.tmpdir_mib)},
     }
     if job.inputs is not None:
-        mounts[job.inputs.target] = {"kind": "collection", "portable_data_hash": job.inputs.pdh}
+        mounts[job.inputs.target] = _collection(job.inputs)
     for staged in job.generated:
         mounts[staged.target] = _collection(staged)
     if job.stdin:
@@ -95,6 +98,8 @@ def _collection(staged: Staged) -> dict[str, Any]:
     mount: dict[str, Any] = {"kind": "collection", "portable_data_hash": staged.pdh}
     if staged.path:
         mount["path"] = staged.path
+    if staged.manifest is not None:
+        mount["manifest"] = staged.manifest
     return mount
 
 

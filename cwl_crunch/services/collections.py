@@ -39,11 +39,14 @@ def create(ctx: Context, principal: Principal, body: Mapping[str, Any]) -> dict[
 
 
 def new_row(ctx: Context, principal: Principal, manifest: Any, name: str,
-            properties: Mapping[str, Any] | None = None) -> dict[str, Any]:
+            properties: Mapping[str, Any] | None = None, field: str = "manifest") -> dict[str, Any]:
     """A collection record for `manifest`, checked (a valid manifest whose blobs are all stored),
-    for the caller's transaction to insert."""
-    manifest = validate_manifest(manifest)
-    _require_blobs(ctx.settings, manifest)
+    for the caller's transaction to insert. Problems name the manifest `field`."""
+    try:
+        manifest = validate_manifest(manifest)
+        _require_blobs(ctx.settings, manifest)
+    except Invalid as error:
+        raise Invalid(*(field + message.removeprefix("manifest") for message in error.messages)) from None
     now = ctx.now()
     return {
         "uuid": new_uuid(ctx.settings.cluster_id, COLLECTION),

@@ -127,10 +127,7 @@ def _collections_of(ctx: Context, principal: Principal, uuid: str,
     for field, (attribute, label) in MANIFEST_ATTRIBUTES.items():
         if field not in patch:
             continue
-        try:
-            row = collections.new_row(ctx, principal, patch.pop(field), f"{label} {uuid}")
-        except Invalid as error:
-            raise Invalid(*(field + message.removeprefix("manifest") for message in error.messages)) from None
+        row = collections.new_row(ctx, principal, patch.pop(field), f"{label} {uuid}", field=field)
         pdh = row["portable_data_hash"]
         if patch.get(attribute) not in (None, pdh):
             raise Invalid(f"{attribute}: {patch[attribute]} is not the hash of {field} ({pdh})")

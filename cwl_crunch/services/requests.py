@@ -28,7 +28,7 @@ from ..domain.validation import (
 from ..store.query import visible_requests
 from ..store.repository import Repository, Row
 from ..store.schema import container_requests
-from . import lifecycle
+from . import collections, lifecycle
 from .access import visible_request, writable_request
 from .context import Context
 from .listing import ListParams, list_rows
@@ -83,6 +83,35 @@ def _for_storage(values: Mapping[str, Any]) -> dict[str, Any]:
     return stored
 
 
+def _mounted_collections(ctx: Context, principal: Principal, values: Mapping[str, Any],
+                         uuid: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`values` with each collection mount's `manifest` replaced by the portable data hash of a
+    collection saved from it, and those collections' records (checked, for the request's own
+    transaction to insert). A client staging a step's files then creates its request in one call
+    instead of two, and the request is stored as it would be after a separate save (reuse sees
+    no difference)."""
+    mounts = values.get("mounts")
+    if not isinstance(mounts, Mapping) or not any(isinstance(m, Mapping) and "manifest" in m for m in mounts.values()):
+        return dict(values), []
+    saved: dict[str, dict[str, Any]] = {}
+    stored: dict[str, Any] = {}
+    for target, mount in mounts.items():
+        if not isinstance(mount, Mapping) or "manifest" not in mount:
+            stored[target] = mount
+            continue
+        where = f"mounts[{target!r}]"
+        if mount.get("kind") != "collection":
+            raise Invalid(f"{where}.manifest: only a collection mount takes a manifest")
+        row = collections.new_row(ctx, principal, mount["manifest"], f"mounted at {target} by {uuid}",
+                                  field=f"{where}.manifest")
+        pdh = row["portable_data_hash"]
+        if mount.get("portable_data_hash") not in (None, pdh):
+            raise Invalid(f"{where}.portable_data_hash: {mount['portable_data_hash']} is not the hash of its manifest ({pdh})")
+        stored[target] = {**{k: v for k, v in mount.items() if k != "manifest"}, "portable_data_hash": pdh}
+        saved.setdefault(pdh, row)
+    return {**values, "mounts": stored}, list(saved.values())
+
+
 def _validate_commit(request: Row) -> None:
     if request["priority"] <= 0:
         raise Invalid("priority: must be at least 1 to commit a request (0 means cancel)")
@@ -94,13 +123,15 @@ def create(ctx: Context, principal: Principal, body: Mapping[str, Any]) -> dict[
     _check_values(ctx, body)
     state = parse_request_state(body.get("state", RequestState.UNCOMMITTED.value))
     require_request_transition(None, state)
+    uuid = new_uuid(ctx.settings.cluster_id, CONTAINER_REQUEST)
+    body, mounted = _mounted_collections(ctx, principal, body, uuid)
     now = ctx.now()
     row = {
         **_EMPTY_DEFAULTS,
         "priority": ctx.settings.default_request_priority,
         "container_count_max": ctx.settings.default_container_count_max,
         **{k: v for k, v in _for_storage(body).items() if v is not None},
-        "uuid": new_uuid(ctx.settings.cluster_id, CONTAINER_REQUEST),
+        "uuid": uuid,
         "owner_uuid": principal.user_uuid,
         "state": state.value,
         "requesting_container_uuid": principal.container_uuid,
@@ -115,6 +146,8 @@ def create(ctx: Context, principal: Principal, body: Mapping[str, Any]) -> dict[
         _validate_commit(row)
 
     def work(tx: Repository) -> Row:
+        for collection in mounted:
+            tx.insert_collection(collection)
         if state == RequestState.COMMITTED:
             return lifecycle.commit(tx, ctx, row, now, insert=True)
         return tx.insert_request(row, now)
@@ -140,6 +173,7 @@ def list_requests(ctx: Context, principal: Principal, params: ListParams) -> dic
 
 def update(ctx: Context, principal: Principal, uuid: str, patch: Mapping[str, Any]) -> dict[str, Any]:
     _check_values(ctx, patch)
+    patch, mounted = _mounted_collections(ctx, principal, patch, uuid)
 
     def work(tx: Repository) -> Row:
         request = writable_request(tx, principal, uuid)
@@ -149,6 +183,8 @@ def update(ctx: Context, principal: Principal, uuid: str, patch: Mapping[str, An
         if new_state != state:
             require_request_transition(state, new_state)
         require_request_update(state, patch)
+        for collection in mounted:
+            tx.insert_collection(collection)
         changes = {k: v for k, v in _for_storage(patch).items() if k != "state"}
         if new_state == RequestState.FINAL or (state == RequestState.COMMITTED and changes.get("priority") == 0):
             request = tx.update_request(request, {k: v for k, v in changes.items() if k != "priority"}, now)

@@ -144,6 +144,11 @@ def test_a_second_run_reuses_every_step_and_gives_identical_outputs(cluster: Clu
         containers.append({c["uuid"] for c in runs.api.get("/containers", params={"limit": "1000"}).json()["items"]})
     assert len(containers[0]) > 3  # the runner and its steps
     assert containers[1] == containers[0], "the second run made no new container"
+    # Each step's files went to the service inside its request (a mount's manifest), not by a
+    # call of their own; the requests were stored alike, so the second run reused them all.
+    names = [c["name"] for c in runs.api.get("/collections", params={"limit": "1000"}).json()["items"]]
+    assert not [n for n in names if n.startswith("inputs of ")]
+    assert [n for n in names if n.startswith("mounted at /keep/")]
     for name in ("frequent", "total"):
         a, b = outputs[0][name], outputs[1][name]
         assert (a["checksum"], a["size"], a["basename"]) == (b["checksum"], b["size"], b["basename"])

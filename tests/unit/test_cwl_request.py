@@ -40,6 +40,21 @@ def test_equal_jobs_give_equal_requests() -> None:
     assert build_request(one) == build_request(two)
 
 
+def test_a_staged_manifest_travels_in_one_mount_of_its_collection() -> None:
+    staged = {"0/in.txt": {"blob": "c" * 64, "size": 3}}
+    generated = {"conf.txt": {"blob": "d" * 64, "size": 1}, "more.txt": {"blob": "e" * 64, "size": 2}}
+    job = JobSpec(name="m", command=["true"], inputs=Staged(PDH, f"/keep/{PDH}", manifest=staged),
+                  generated=[Staged(GEN, "/var/spool/cwl/conf.txt", "conf.txt", generated),
+                             Staged(GEN, "/var/spool/cwl/more.txt", "more.txt")],
+                  stdin=f"/keep/{PDH}/0/in.txt")
+    mounts = build_request(job)["mounts"]
+    assert mounts[f"/keep/{PDH}"] == {"kind": "collection", "portable_data_hash": PDH, "manifest": staged}
+    assert mounts["/var/spool/cwl/conf.txt"]["manifest"] == generated
+    assert "manifest" not in mounts["/var/spool/cwl/more.txt"] and "manifest" not in mounts["stdin"]
+    # Whether the manifest travels does not make two jobs different.
+    assert Staged(PDH, "/keep/x", manifest=staged) == Staged(PDH, "/keep/x")
+
+
 def test_secret_values_go_to_a_secret_mount_not_the_command() -> None:
     request = build_request(JobSpec(name="s", command=["(secret-1)"], secret_command="exec echo hunter2\n"))
     assert request["command"] == ["/bin/sh", SECRET_COMMAND]

@@ -25,6 +25,9 @@ def config(ctx: ContextDep) -> dict[str, Any]:
         "container_heartbeat_timeout": s.container_heartbeat_timeout.total_seconds(),
         "blob_store_url": s.blob_store_url,
         "api_version": "v1",
+        # A collection mount may carry its `manifest`: saved with the request (cwl-crunch's runner
+        # then stages a step's files without a call of their own).
+        "mount_manifests": True,
     }
 
 

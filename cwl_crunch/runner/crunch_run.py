@@ -26,7 +26,7 @@ from typing import Any
 from .. import __version__
 from ..client import ApiError, Client
 from ..domain.collections import portable_data_hash
-from . import crunchstat, images, staging, watch, workdir
+from . import crunchstat, final, images, staging, watch, workdir
 from .keep import Keep
 from .logs import LiveSender, LogFile
 from .outcome import Failure, Outcome
@@ -283,7 +283,7 @@ class CrunchRun:
         try:
             manifests["log"] = keep.capture(self.workdir / "log")
         except Exception as error:  # noqa: BLE001 - the live log is kept by the server
-            self._log_not_saved(error, unsent)
+            self._log_not_saved(error, unsent=unsent)
         if state == "Queued":
             self._unlock_quietly()
             return 1
@@ -293,7 +293,8 @@ class CrunchRun:
         status = {k: v for k, v in (("cause", self.outcome.cause), ("error", self.outcome.error)) if v}
         changes["runtime_status"] = {"activity": None, **status}
         try:
-            saved = self._record_final(keep, changes, manifests, unsent)
+            self.container, saved = final.record(self.api, keep, self.uuid, changes, manifests,
+                                                 partial(self._log_not_saved, unsent=unsent))
         except ApiError as error:
             print(f"crunch-run {self.uuid}: cannot record the final state {state}: {error}", file=sys.stderr)
             return 1
@@ -317,45 +318,7 @@ class CrunchRun:
                 self._quietly(self._set, {"exit_code": exit_code})
             self.outcome.decide("Cancelled", "infrastructure", f"cannot save the output: {error}")
 
-    def _record_final(self, keep: Keep, changes: dict[str, Any], manifests: dict[str, dict[str, Any]],
-                      unsent: dict[str, str]) -> set[str]:
-        """The final state and the collections it names, in one update; which collections were saved.
-
-        A server that will not take the manifests in an update (one older than this crunch-run, or
-        one refusing a manifest) answers 422 and changes nothing: the collections are then saved
-        one by one first, as they used to be, and a failure to save one is handled as its own."""
-        try:
-            self._set({**changes, **{f"{name}_manifest": manifest for name, manifest in manifests.items()}})
-            return set(manifests)
-        except ApiError as error:
-            if error.status != 422 or not manifests:
-                raise
-            print(f"crunch-run {self.uuid}: the final state with its collections was refused ({error}); "
-                  "saving them first", file=sys.stderr)
-        saved = set()
-        for name, manifest in manifests.items():  # the output first
-            try:
-                changes[name] = keep.save(manifest, f"{name} for {self.uuid}")
-                saved.add(name)
-            except Exception as error:  # noqa: BLE001 - each collection's failure has its own consequence
-                if name == "log":
-                    self._log_not_saved(error, unsent)
-                else:
-                    self._cancel_for_unsaved_output(changes, error)
-        self._set(changes)
-        return saved
-
-    def _cancel_for_unsaved_output(self, changes: dict[str, Any], error: Exception) -> None:
-        """Output that cannot be saved turns Complete into Cancelled (SPEC §7), even once decided:
-        the decision guards against signals, and no signal can bring the output back."""
-        reason = f"cannot save the output: {error}"
-        print(f"crunch-run {self.uuid}: {reason}", file=sys.stderr)
-        if changes["state"] == "Complete":  # Cancelled carries no exit code: record it first
-            self._quietly(self._set, {"exit_code": changes.pop("exit_code")})
-            changes["state"] = "Cancelled"
-            changes["runtime_status"] = {"activity": None, "cause": "infrastructure", "error": reason}
-
-    def _log_not_saved(self, error: Exception, unsent: dict[str, str]) -> None:
+    def _log_not_saved(self, error: Exception, *, unsent: dict[str, str]) -> None:
         print(f"crunch-run {self.uuid}: cannot save the log collection (the live log is kept): {error}",
               file=sys.stderr)
         if unsent:

@@ -91,11 +91,8 @@ class Client:
         if params:
             encoded = {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items() if v is not None}
             target += "?" + urllib.parse.urlencode(encoded)
-        sent = dict(self._headers, **(headers or {}))
-        payload = raw
-        if body is not None:
-            payload = json.dumps(body).encode()
-            sent["Content-Type"] = "application/json"
+        sent, payload = self._message(body, headers)
+        payload = raw if payload is None else payload
         attempt, may_be_stale = 0, True
         while True:
             conn = self._connection()
@@ -127,12 +124,10 @@ class Client:
         The caller works while the server does, and uses no other request of this thread's
         meanwhile (they share its connection). A connection error on either side sends the
         request again when the answer is wanted, as `request` would have."""
-        target = self._prefix + path
-        payload = json.dumps(body).encode() if body is not None else None
-        sent = dict(self._headers, **({"Content-Type": "application/json"} if payload is not None else {}))
+        sent, payload = self._message(body)
         conn = self._connection()
         try:
-            conn.request(method, target, body=payload, headers=sent)
+            conn.request(method, self._prefix + path, body=payload, headers=sent)
         except (ConnectionError, http.client.HTTPException, TimeoutError, OSError):
             self._drop_connection()
             return partial(self.request, method, path, body)
@@ -149,6 +144,14 @@ class Client:
             return json.loads(data) if data and method != "HEAD" else None
 
         return answer
+
+    def _message(self, body: Any, headers: Mapping[str, str] | None = None) -> tuple[dict[str, str], bytes | None]:
+        """The headers and the encoded JSON body (None without one) of a request."""
+        sent = dict(self._headers, **(headers or {}))
+        if body is None:
+            return sent, None
+        sent["Content-Type"] = "application/json"
+        return sent, json.dumps(body).encode()
 
     def stream(self, path: str, params: Mapping[str, str] | None = None) -> http.client.HTTPResponse:
         """GET a response that stays open (`?follow=1`), on a connection of its own: read it with

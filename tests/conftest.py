@@ -79,3 +79,11 @@ def service(store: Store) -> Iterator[RunningService]:
     running = start_service(store)
     yield running
     running.stop()
+
+
+@pytest.fixture
+def blob_service(store: Store, tmp_path: Path) -> Iterator[RunningService]:
+    """The same with a blob store, against which manifests are checked."""
+    running = start_service(store, blob_root=tmp_path / "blobs")
+    yield running
+    running.stop()

@@ -267,9 +267,7 @@ class Repository:
 
     def collection_by_pdh(self, pdh: str) -> Row | None:
         """The oldest untrashed collection with this content, or one this transaction inserted
-        when it had not asked before (asked once per transaction). Callers read the manifest,
-        which the content decides; a crunch-run's final update saves its collections and at once
-        asks for them, twice, when the container's requests are finalized."""
+        before asking (asked once per transaction; callers read the manifest, the same for both)."""
         if pdh not in self._by_pdh:
             query = (
                 select(collections)

@@ -8,16 +8,13 @@ transaction, so either all three are recorded or none is.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from cwl_crunch.domain.collections import portable_data_hash
-from cwl_crunch.store import Store
 from tests.support.flows import commit, lock, ok, refused, run
-from tests.support.service import RunningService, start_service
+from tests.support.service import RunningService
 
 OUT, LOG = b"result\n", b"2026-11-23T10:00:00.000000000Z hello\n"
 
@@ -31,10 +28,8 @@ LOGS = {"stdout.txt": {"blob": sha(LOG), "size": len(LOG)}}
 
 
 @pytest.fixture
-def service(store: Store, tmp_path: Path) -> Iterator[RunningService]:
-    running = start_service(store, blob_root=tmp_path / "blobs")
-    yield running
-    running.stop()
+def service(blob_service: RunningService) -> RunningService:
+    return blob_service
 
 
 @pytest.fixture

@@ -8,16 +8,13 @@ cannot tell the two apart.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from cwl_crunch.domain.collections import portable_data_hash
-from cwl_crunch.store import Store
 from tests.support.flows import ok, refused
-from tests.support.service import RunningService, start_service
+from tests.support.service import RunningService
 
 DATA = b"ACGT\n"
 BLOB = hashlib.sha256(DATA).hexdigest()
@@ -26,10 +23,8 @@ PDH = portable_data_hash(STAGED)
 
 
 @pytest.fixture
-def service(store: Store, tmp_path: Path) -> Iterator[RunningService]:
-    running = start_service(store, blob_root=tmp_path / "blobs")
-    yield running
-    running.stop()
+def service(blob_service: RunningService) -> RunningService:
+    return blob_service
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ GiB = 1 << 30
 REPUBLISH_SECONDS = 5.0  # a container's new queue position alone is sent at most this often
 REPUBLISH_PER_SECOND = 10.0  # queue-position updates a long queue gets, all containers together
 QUEUE_STATUS_DELAY = 1.0  # a container is told why it waits once it has waited this long
+STATUS_BATCH = 500  # scheduling statuses sent in one call (a round's are sent together)
 # While the event stream is followed, the queue is listed afresh at most this often: in between,
 # the events keep it current (new work joins from its create event; requeued work or a new
 # priority makes the next round list it). Listing a long queue is the most a round asks of the
@@ -64,6 +65,8 @@ class Dispatcher:
         self._last_ping = 0.0
         self._published: dict[str, tuple[str, float]] = {}  # scheduling status last sent, and when
         self._waiting_since: dict[str, float] = {}  # first round that found a container waiting
+        self._outgoing: dict[str, str] = {}  # scheduling statuses this round decided to send
+        self._batch_statuses: bool | None = None  # whether the API takes many in one call (its /config says)
         # The queue as last listed, with the work announced since, reused by rounds that follow a
         # state change; listed again at least every QUEUE_LISTING_SECONDS (without the event
         # stream, every round).
@@ -242,6 +245,13 @@ class Dispatcher:
         self._backend_status[uuid] = text
 
     def _dispatch(self, usage: Usage, queue: list[dict[str, Any]], now: float) -> None:
+        """Start what fits; the scheduling statuses the walk decided on go out together after it."""
+        try:
+            self._walk(usage, queue, now)
+        finally:
+            self._send_statuses()
+
+    def _walk(self, usage: Usage, queue: list[dict[str, Any]], now: float) -> None:
         capacity = self.backend.capacity
         if now < self._paused_until:
             for container in queue:
@@ -335,8 +345,25 @@ class Dispatcher:
             return
         elif _kind(last[0]) == _kind(text) and now - last[1] < max(REPUBLISH_SECONDS, waiting / REPUBLISH_PER_SECOND):
             return
-        self._quietly("PUT", f"/containers/{uuid}/scheduling_status", {"scheduling_status": text})
+        self._outgoing[uuid] = text
         self._published[uuid] = (text, now)
+
+    def _send_statuses(self) -> None:
+        """Send the round's scheduling statuses: in calls of up to STATUS_BATCH when the API takes
+        many at once (a long queue's would otherwise be one call per waiting container), one by
+        one otherwise. A container that left the queue meanwhile is skipped by the API."""
+        outgoing, self._outgoing = list(self._outgoing.items()), {}
+        if outgoing and self._batch_statuses is None:
+            try:
+                self._batch_statuses = self.api.request("GET", "/config").get("batch_scheduling_status") is True
+            except ApiError as error:
+                log.info("GET /config: %s", error)
+        if not self._batch_statuses:
+            for uuid, text in outgoing:
+                self._quietly("PUT", f"/containers/{uuid}/scheduling_status", {"scheduling_status": text})
+            return
+        for start in range(0, len(outgoing), STATUS_BATCH):
+            self._quietly("PUT", "/containers/scheduling_status", {"statuses": dict(outgoing[start:start + STATUS_BATCH])})
 
     def _quietly(self, method: str, path: str, body: Any = None) -> None:
         try:

@@ -104,6 +104,10 @@ class SchedulingStatusBody(Body):
     scheduling_status: str
 
 
+class SchedulingStatusesBody(Body):
+    statuses: dict[str, str]  # container uuid → its scheduling status
+
+
 class LiveLogBody(Body):
     files: dict[str, str]
 

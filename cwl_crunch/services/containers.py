@@ -291,7 +291,49 @@ def heartbeat(ctx: Context, principal: Principal, uuid: str) -> dict[str, Any]:
     return container_view(ctx.store.transact(work), principal)
 
 
+SCHEDULING_STATUS_MAX_CHARS = 4096
+SCHEDULING_STATUS_BATCH_MAX = 1000  # containers in one `set_scheduling_statuses` call
+
+
 def set_scheduling_status(ctx: Context, principal: Principal, uuid: str, text: object) -> dict[str, Any]:
-    if not isinstance(text, str) or len(text) > 4096:
-        raise Invalid("scheduling_status: must be a string of at most 4096 characters")
+    if not _status_text(text):
+        raise Invalid(f"scheduling_status: must be a string of at most {SCHEDULING_STATUS_MAX_CHARS} characters")
     return update(ctx, principal, uuid, {"scheduling_status": text})
+
+
+def set_scheduling_statuses(ctx: Context, principal: Principal, statuses: object) -> dict[str, Any]:
+    """Many containers' scheduling status in one transaction: what a dispatcher's round found out
+    about its whole queue. Each container is checked as its own update would be; one that cannot
+    take its status any more (gone, or locked by another dispatcher meanwhile) is skipped, with
+    the reason, and the others are written. A malformed body writes nothing."""
+    if not principal.is_admin:
+        raise Forbidden("only admin (dispatcher) tokens may set scheduling status")
+    if not isinstance(statuses, Mapping) or not 0 < len(statuses) <= SCHEDULING_STATUS_BATCH_MAX:
+        raise Invalid(f"statuses: must map 1 to {SCHEDULING_STATUS_BATCH_MAX} container uuids to their status")
+    problems = [f"statuses.{uuid}: must be a string of at most {SCHEDULING_STATUS_MAX_CHARS} characters"
+                for uuid, text in statuses.items() if not _status_text(text)]
+    if problems:
+        raise Invalid(*problems)
+
+    def work(tx: Repository) -> dict[str, Any]:
+        updated: list[str] = []
+        skipped: dict[str, str] = {}
+        for uuid, text in statuses.items():
+            patch = {"scheduling_status": text}
+            try:
+                container = visible_container(tx, principal, uuid, for_update=True)
+                state = ContainerState(container["state"])
+                _authorize_update(principal, container, state, state, patch)
+                require_container_update(state, state, patch)
+            except (NotFound, Forbidden, Invalid) as error:  # checked before anything is written
+                skipped[uuid] = str(error)
+                continue
+            _apply(tx, ctx, container, state, patch)
+            updated.append(uuid)
+        return {"updated": updated, "skipped": skipped}
+
+    return ctx.store.transact(work)
+
+
+def _status_text(text: object) -> bool:
+    return isinstance(text, str) and len(text) <= SCHEDULING_STATUS_MAX_CHARS

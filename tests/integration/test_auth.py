@@ -42,6 +42,7 @@ ENDPOINTS = [
     ("GET", "/containers/{container}"),
     ("POST", "/containers/{container}/lock"),
     ("POST", "/containers/{container}/heartbeat"),
+    ("PUT", "/containers/scheduling_status"),
     ("POST", "/dispatchers"),
     ("GET", "/collections"),
     ("GET", "/users/current"),

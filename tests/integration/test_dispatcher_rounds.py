@@ -10,7 +10,10 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from cwl_crunch.client import Client
+from cwl_crunch.dispatch import dispatcher as dispatcher_module
 from cwl_crunch.dispatch.backends import Capacity, Tracking
 from cwl_crunch.dispatch.dispatcher import Dispatcher
 from cwl_crunch.dispatch.queue_events import changes_the_queue, worth_a_round
@@ -41,9 +44,18 @@ class RecordingBackend:
 
 
 class CountingClient(Client):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, batch_statuses: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue_listings = 0
+        self.sent: list[tuple[str, str]] = []  # (method, path) of each request
+        self.batch_statuses = batch_statuses  # False: /config answers as a server without the batch call
+
+    def request(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+        self.sent.append((method, path))
+        answer = super().request(method, path, body, **kwargs)
+        if path == "/config" and not self.batch_statuses:
+            answer.pop("batch_scheduling_status")
+        return answer
 
     def list(self, resource: str, **kwargs: Any):  # type: ignore[no-untyped-def, override]
         if any(f[0] == "state" and f[2] == "Queued" for f in kwargs.get("filters") or []):
@@ -51,8 +63,8 @@ class CountingClient(Client):
         return super().list(resource, **kwargs)
 
 
-def _dispatcher(service: Any, vcpus: float) -> tuple[Dispatcher, RecordingBackend, CountingClient]:
-    api = CountingClient(service.url, service.admin_token)
+def _dispatcher(service: Any, vcpus: float, batch_statuses: bool = True) -> tuple[Dispatcher, RecordingBackend, CountingClient]:
+    api = CountingClient(service.url, service.admin_token, batch_statuses=batch_statuses)
     backend = RecordingBackend(vcpus)
     dispatcher = Dispatcher(api, backend)
     dispatcher.register()
@@ -170,6 +182,38 @@ def test_waiting_work_is_told_why_once_it_has_waited_a_second_and_a_long_queue_i
     dispatcher.tick(now=16.5)
     assert sorted(_scheduling_status(service, u)[:31] for u in waiting) == [
         f"Waiting in queue at position {n}." for n in (2, 3)]
+
+
+@pytest.mark.parametrize("batch", [True, False], ids=["batched", "one by one"])
+def test_a_rounds_scheduling_statuses_go_out_in_one_call_where_the_api_takes_many(service, batch):
+    alice = service.client(service.token("alice"))
+    queued = [commit(alice, command=["echo", str(i)])["container_uuid"] for i in range(4)]
+    dispatcher, backend, api = _dispatcher(service, vcpus=1, batch_statuses=batch)
+    dispatcher.tick(now=10.0)
+    dispatcher.tick(now=11.0)  # three have waited a second: each is told why
+
+    waiting = [u for u in queued if u not in backend.started]
+    sent = [r for r in api.sent if r[0] == "PUT"]
+    if batch:
+        assert sent == [("PUT", "/containers/scheduling_status")]
+    else:
+        assert sorted(sent) == sorted(("PUT", f"/containers/{u}/scheduling_status") for u in waiting)
+    assert sorted(_scheduling_status(service, u) for u in waiting) == [
+        f"Waiting in queue at position {n}. All 1 vCPUs are in use." for n in (1, 2, 3)]
+    assert api.sent.count(("GET", "/config")) == 1  # asked once, when the first status is sent
+    dispatcher.tick(now=11.5)  # nothing new to say
+    assert [r for r in api.sent if r[0] == "PUT"] == sent
+
+
+def test_a_long_queues_statuses_are_sent_in_calls_of_a_bounded_size(service, monkeypatch):
+    monkeypatch.setattr(dispatcher_module, "STATUS_BATCH", 2)
+    alice = service.client(service.token("alice"))
+    queued = [commit(alice, command=["echo", str(i)])["container_uuid"] for i in range(6)]
+    dispatcher, backend, api = _dispatcher(service, vcpus=1)
+    dispatcher.tick(now=10.0)
+    dispatcher.tick(now=11.0)
+    assert [r for r in api.sent if r[0] == "PUT"] == [("PUT", "/containers/scheduling_status")] * 3
+    assert all(_scheduling_status(service, u).startswith("Waiting in queue") for u in queued if u not in backend.started)
 
 
 def _event(event_type: str, old: str | None, new: str | None, changed: list[str] | None = None) -> dict[str, Any]:

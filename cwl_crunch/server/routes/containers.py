@@ -7,7 +7,7 @@ from typing import Any
 from ...services import containers, logs
 from ..deps import ContextDep, ListDep, PrincipalDep
 from ..routing import ServiceRouter
-from ..schemas import ContainerUpdateBody, LiveLogBody, LockBody, SchedulingStatusBody
+from ..schemas import ContainerUpdateBody, LiveLogBody, LockBody, SchedulingStatusBody, SchedulingStatusesBody
 
 router = ServiceRouter(prefix="/arvados/v1/containers", tags=["containers"])
 
@@ -20,6 +20,13 @@ def list_containers(ctx: ContextDep, principal: PrincipalDep, params: ListDep) -
 @router.get("/current")
 def current(ctx: ContextDep, principal: PrincipalDep) -> dict[str, Any]:
     return containers.current(ctx, principal)
+
+
+@router.put("/scheduling_status")
+def scheduling_statuses(body: SchedulingStatusesBody, ctx: ContextDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Many containers' scheduling status at once (a dispatcher's round): {"updated": [uuid, ...],
+    "skipped": {uuid: why}}."""
+    return containers.set_scheduling_statuses(ctx, principal, body.statuses)
 
 
 @router.get("/{uuid}")

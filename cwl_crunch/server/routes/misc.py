@@ -28,6 +28,8 @@ def config(ctx: ContextDep) -> dict[str, Any]:
         # A collection mount may carry its `manifest`: saved with the request (cwl-crunch's runner
         # then stages a step's files without a call of their own).
         "mount_manifests": True,
+        # `PUT containers/scheduling_status` sets many containers' scheduling status at once.
+        "batch_scheduling_status": True,
     }
 
 

@@ -93,3 +93,21 @@ def test_a_missing_or_unexecutable_command_is_caught_before_starting(tmp_path: P
     script.chmod(0o755)
     _check_command(spec(tmp_path, command=["/var/spool/cwl/run.sh"]))  # found through the bind
     _check_command(spec(tmp_path, command=["./run.sh"]))  # relative to cwd
+
+
+def test_the_command_is_looked_for_through_the_deepest_bind_and_never_in_the_private_tmp(tmp_path: Path) -> None:
+    outer, inner = tmp_path / "outer", tmp_path / "inner"
+    (outer / "tools").mkdir(parents=True)
+    inner.mkdir()
+    for place in (outer / "tools" / "step", inner / "step"):
+        place.write_text("#!/bin/sh\n")
+    (inner / "step").chmod(0o755)  # only the one the nested bind shows can run
+    binds = [Bind(outer, "/opt"), Bind(inner, "/opt/tools/")]
+    _check_command(spec(tmp_path, command=["step"], binds=binds, environment={"PATH": "/usr/bin:/opt//tools/"}))
+    (inner / "step").chmod(0o644)
+    (outer / "tools" / "step").chmod(0o755)  # hidden by the nested bind: not found
+    with pytest.raises(CommandNotStarted):
+        _check_command(spec(tmp_path, command=["step"], binds=binds, environment={"PATH": "/opt/tools"}))
+    _check_command(spec(tmp_path, command=["/opt/../opt/tools/../tools/../../bin/sh"], binds=binds))
+    with pytest.raises(CommandNotStarted):  # the host's /tmp is not the container's
+        _check_command(spec(tmp_path, command=["/tmp/anything"], binds=binds))

@@ -99,13 +99,15 @@ def sweep_stale(parents: list[Path]) -> None:
     processes, and a group younger than a minute may be another crunch-run's, still starting."""
     now = time.time()
     for parent in parents:
-        try:
-            groups = [g for g in parent.iterdir() if g.is_dir() and now - g.stat().st_mtime > STALE_CGROUP_SECONDS]
+        try:  # (the directory's entries say which are groups: only those are looked at)
+            with os.scandir(parent) as entries:
+                groups = [e.path for e in entries
+                          if e.is_dir(follow_symlinks=False) and now - e.stat().st_mtime > STALE_CGROUP_SECONDS]
         except OSError:
             continue
         for group in groups:
             try:
-                group.rmdir()
+                os.rmdir(group)
             except OSError:
                 pass
 

@@ -16,6 +16,7 @@ entries beside it, so a target can be created at any depth without touching the 
 from __future__ import annotations
 
 import os
+import posixpath
 import resource
 import shutil
 import signal
@@ -252,27 +253,36 @@ def _check_command(spec: ProcessSpec) -> None:
     if not program:
         raise CommandNotStarted("the command is empty")
     candidates = [program] if "/" in program else [
-        str(PurePosixPath(d) / program) for d in spec.environment.get("PATH", os.defpath).split(":") if d
+        posixpath.join(d, program) for d in spec.environment.get("PATH", os.defpath).split(":") if d
     ]
     if "/" in program and not program.startswith("/"):
-        candidates = [str(PurePosixPath(spec.cwd) / program)]
+        candidates = [posixpath.join(spec.cwd, program)]
+    binds = _deepest_first(spec.binds)
     for candidate in candidates:
-        host = _host_path(candidate, spec.binds)
-        if host is not None and host.is_file() and os.access(host, os.X_OK):
+        host = _host_path(candidate, binds)
+        if host is not None and os.path.isfile(host) and os.access(host, os.X_OK):
             return
     raise CommandNotStarted(hint.format(program))
 
 
-def _host_path(path: str, binds: list[Bind]) -> Path | None:
-    """Where a path inside the container lives on the host (the deepest bind wins)."""
-    inner = PurePosixPath(path)
-    for bind in sorted(binds, key=lambda b: len(PurePosixPath(b.target).parts), reverse=True):
-        target = PurePosixPath(bind.target)
-        if inner == target or target in inner.parents:
-            return Path(bind.source) / inner.relative_to(target)
-    if inner.parts[1:2] == ("tmp",):
+def _deepest_first(binds: list[Bind]) -> list[tuple[str, str]]:
+    """(target, source) of each bind, the deepest target first (it wins where binds nest)."""
+    pairs = [(posixpath.normpath(b.target), str(b.source)) for b in binds]
+    return sorted(pairs, key=lambda pair: 0 if pair[0] == "/" else pair[0].count("/"), reverse=True)
+
+
+def _host_path(path: str, binds: list[tuple[str, str]]) -> str | None:
+    """Where a path inside the container lives on the host; `binds` from `_deepest_first`.
+    (Checked for every PATH entry before each start: plain strings, no Path objects.)"""
+    inner = posixpath.normpath(path)
+    for target, source in binds:
+        if inner == target:
+            return source
+        if inner.startswith(target + "/") or target == "/":
+            return posixpath.join(source, inner[len(target):].lstrip("/"))
+    if inner == "/tmp" or inner.startswith("/tmp/"):
         return None  # the private /tmp starts empty
-    return Path(inner)
+    return inner
 
 
 def _address_space_limit(spec: ProcessSpec, groups: list[Path]):  # type: ignore[no-untyped-def]

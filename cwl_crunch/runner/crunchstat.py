@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +51,14 @@ def usage(pid: int, members: Callable[[], list[int] | None] = lambda: None) -> s
         system += int(fields[12])
         rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
     return f"cpu {user / ticks:.2f} user {system / ticks:.2f} sys; mem {rss} rss; processes {count}"
+
+
+def ended_early() -> str:
+    """crunchstat's line for a process that ended before its first sample: what the kernel
+    accounted to the children this process has waited for (the sandbox and what ran in it)."""
+    spent = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (f"cpu {spent.ru_utime:.2f} user {spent.ru_stime:.2f} sys; mem {spent.ru_maxrss * 1024} max rss;"
+            " ended before the first sample")
 
 
 def record(pid: int, memory: Callable[[], tuple[int, int] | None], log: LogFile, warn: Callable[[str], None],

@@ -255,6 +255,18 @@ def test_stdout_and_stderr_go_to_their_own_files_each_line_stamped(image: str, r
         assert lines(files[name]), f"{name} is empty"
 
 
+def test_a_short_process_gets_one_crunchstat_line_at_its_end_and_a_longer_one_samples_as_it_runs(cluster: Cluster) -> None:
+    cluster.start_dispatcher("--crunchstat-interval", "0.2")
+    short = cluster.submit(command=["true"])
+    longer = cluster.submit(command=["sleep", "1"])
+    short_log = lines(cluster.log_files(cluster.wait_final(short["container_uuid"]))["crunchstat.txt"])
+    assert len(short_log) == 1 and re.match(rb"cpu \d+\.\d\d user \d+\.\d\d sys; mem \d+ max rss; ended before the first sample$",
+                                            short_log[0]), short_log
+    longer_log = lines(cluster.log_files(cluster.wait_final(longer["container_uuid"]))["crunchstat.txt"])
+    assert len(longer_log) >= 3, longer_log  # from 0.2 s on, every 0.2 s
+    assert all(line.startswith(b"cpu ") and b"ended before" not in line for line in longer_log), longer_log
+
+
 def test_timestamps_are_utc_rfc3339_with_nine_fractional_digits(image: str, running_cluster: Cluster) -> None:
     request = running_cluster.submit(container_image=image, command=["echo", "x"])
     files = running_cluster.log_files(running_cluster.wait_final(request["container_uuid"]))

@@ -120,3 +120,11 @@ def test_crunchstat_counts_the_process_group_from_a_member_list_or_the_whole_hos
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_process_ended_before_its_first_sample_is_summed_up_from_what_the_kernel_accounted() -> None:
+    subprocess.run(["sh", "-c", "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done"], check=True)
+    line = crunchstat.ended_early()
+    match = re.match(r"cpu (\d+\.\d\d) user (\d+\.\d\d) sys; mem (\d+) max rss; ended before the first sample$", line)
+    assert match, line
+    assert float(match[1]) + float(match[2]) > 0 and int(match[3]) > 0  # the loop's CPU, the shell's memory

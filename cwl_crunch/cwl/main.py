@@ -21,7 +21,7 @@ from ..client import Client
 from ..domain.progress import Progress
 from .children import Children
 from .connection import Connection, Unreachable, inside_container
-from .documents import make_cheap_to_copy
+from .documents import make_cheap_to_copy, share_array_data_in_item_bindings
 from .executor import CrunchExecutor
 from .job import CrunchTool
 from .keepfs import CollectionFsAccess, Keep
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     cache_schema_loads()
     share_core_names()
+    share_array_data_in_item_bindings()
     if not args.workflow:
         return cwltool.main.main(args=args)  # --version, --help-like uses: cwltool's own answers
     connection = Connection(args)

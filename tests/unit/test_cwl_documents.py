@@ -80,3 +80,72 @@ def test_an_invalid_workflow_is_still_reported_at_its_line(tmp_path: Path) -> No
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
     assert "broken.cwl:14:" in done.stderr, done.stderr  # the line and column of the bad value
+
+
+ARRAY_TOOL = textwrap.dedent("""\
+    cwlVersion: v1.2
+    class: CommandLineTool
+    baseCommand: echo
+    inputs:
+      words: {type: "string[]", inputBinding: {position: 1, prefix: -w}}
+      joined: {type: "string[]", inputBinding: {position: 2, prefix: -j, itemSeparator: ","}}
+      each:
+        type: {type: array, items: string, inputBinding: {prefix: -e}}
+        inputBinding: {position: 3}
+      nested:
+        type: {type: array, items: {type: array, items: string}}
+        inputBinding: {position: 4}
+      files: {type: "File[]", inputBinding: {position: 5}}
+    outputs: []
+""")
+
+
+def _command_line(tool_path: Path, job: dict[str, object]) -> list[str]:
+    """The command line cwltool builds for `job` (its Builder's bindings, ordered as its job() orders them)."""
+    from cwltool.context import LoadingContext, RuntimeContext
+    from cwltool.load_tool import load_tool
+    from cwltool.workflow import default_make_tool
+
+    tool = load_tool(str(tool_path), LoadingContext({"construct_tool_object": default_make_tool}))
+    builder = tool._init_job(copy.deepcopy(job), RuntimeContext({"outdir": str(tool_path.parent)}))
+    builder.bindings.sort(key=lambda binding: binding["position"])
+    return [str(arg) for binding in builder.bindings for arg in builder.generate_arg(binding)]
+
+
+def test_array_items_are_bound_as_cwltool_binds_them_without_copying_the_array_for_each(tmp_path: Path, monkeypatch) -> None:
+    from cwltool import builder
+
+    from cwl_crunch.cwl.documents import share_array_data_in_item_bindings
+
+    tool = tmp_path / "tool.cwl"
+    tool.write_text(ARRAY_TOOL)
+    files = []
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / name).write_text(name)
+        files.append({"class": "File", "location": (tmp_path / name).as_uri(), "path": str(tmp_path / name)})
+    job = {"words": ["x", "y"], "joined": ["p", "q"], "each": ["e1", "e2"], "nested": [["n1", "n2"], ["n3"]],
+           "files": files}
+    big = {**job, "words": [f"w{i}" for i in range(300)]}
+
+    copied = 0  # strings deep-copied (copy's own recursion is reached through its dispatch table)
+    atomic = copy._deepcopy_dispatch[str]
+
+    def counted(value, memo):  # type: ignore[no-untyped-def]
+        nonlocal copied
+        copied += 1
+        return atomic(value, memo)
+
+    monkeypatch.setattr(builder, "copy", copy)  # cwltool as it comes
+    expected = _command_line(tool, job)
+    monkeypatch.setitem(copy._deepcopy_dispatch, str, counted)
+    _command_line(tool, big)
+    cwltool_copies, copied = copied, 0
+
+    share_array_data_in_item_bindings()
+    assert builder.copy is not copy
+    assert _command_line(tool, big)[:3] == ["echo", "-w", "w0"]
+    ours = copied
+    assert _command_line(tool, job) == expected
+    assert expected[:12] == ["echo", "-w", "x", "y", "-j", "p,q", "-e", "e1", "-e", "e2", "n1", "n2"]
+    assert cwltool_copies > 300 * 300  # each of the 300 items copied the 300-item array
+    assert ours < cwltool_copies / 20, (ours, cwltool_copies)

@@ -79,6 +79,7 @@ class CrunchRun:
         self.logs: dict[str, LogFile] = {}
         self.streams: dict[str, Path] = {}  # stdin/stdout/stderr mounts as host files
         self.live: LiveSender | None = None
+        self.keep: Keep | None = None
         self.running = False  # Running recorded: from here on, (partial) output is saved
         # The final state, the output and the log collection all recorded: the work directory
         # (the output's copy, tmp mounts, log files) is then removed. Otherwise it stays, to look at.
@@ -94,6 +95,7 @@ class CrunchRun:
             print(f"crunch-run {self.uuid}: cannot fetch the container: {error}", file=sys.stderr)
             self._unlock_quietly()
             return 1
+        self._prefetch_input()
         if not self.container.get("container_image"):
             constraints = self.container.get("runtime_constraints") or {}
             local = LocalRuntime()
@@ -157,6 +159,19 @@ class CrunchRun:
                                             self.workdir / "mounts", self.say)
             except staging.StagingError as error:
                 raise Failure(str(error), cause="setup") from error
+            finally:
+                self._keep().settle()  # this thread's connection is free again
+
+    def _prefetch_input(self) -> None:
+        """Ask for the first input collection's manifest (unless this worker has it already) before
+        the cgroups and the logs are set up; staging reads the answer."""
+        for mount in (self.container.get("mounts") or {}).values():
+            if mount.get("kind") == "collection" and isinstance(mount.get("portable_data_hash"), str):
+                try:
+                    self._keep().prefetch(mount["portable_data_hash"])
+                except (ApiError, OSError):
+                    pass  # staging asks again
+                return
 
     def _prepare(self, binds: list[Bind], streams: dict[str, Path]) -> tuple[Runtime, ProcessSpec]:
         image = self.container.get("container_image") or ""
@@ -267,6 +282,7 @@ class CrunchRun:
     def _finalize(self, exit_code: int | None) -> int:
         """Capture output and logs, then record the final state (decided once) with both."""
         keep = self._keep()
+        keep.settle()  # (staging may not have been reached)
         changes: dict[str, Any] = {}
         manifests: dict[str, dict[str, Any]] = {}  # "output"/"log" → its manifest, saved with the final state
         finished = self.outcome.state is None and exit_code is not None  # Complete once the output is captured
@@ -376,7 +392,9 @@ class CrunchRun:
             print(f"crunch-run {self.uuid}: {text}", file=sys.stderr)
 
     def _keep(self) -> Keep:
-        return Keep(self.api, self.options.blob_root, self.options.work_root / "collections")
+        if self.keep is None:
+            self.keep = Keep(self.api, self.options.blob_root, self.options.work_root / "collections")
+        return self.keep
 
     def _set(self, changes: dict[str, Any]) -> None:
         self.container = self.api.update("containers", self.uuid, changes)

@@ -15,9 +15,10 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from ..client import Client
+from ..client import ApiError, Client
 from ..domain.collections import portable_data_hash
 from ..files.blobs import FileBlobStore
 
@@ -31,6 +32,31 @@ class Keep:
         self.api = api
         self.local = FileBlobStore(blob_root) if blob_root is not None and blob_root.is_dir() else None
         self.cache_dir = cache_dir
+        self._asked: tuple[str, Callable[[], Any]] | None = None  # a manifest asked for (`prefetch`), unread
+        self._manifests: dict[str, dict[str, Any]] = {}  # manifests read, not used yet
+
+    def prefetch(self, pdh: str) -> None:
+        """Ask for a collection's manifest now, unless it is materialised already; `materialise`
+        reads the answer. The server works while this process sets up other things. Until it is
+        read (`settle`), this thread must make no other API call: the request holds its connection."""
+        if self._asked is None and pdh not in self._manifests and not (self.cache_dir / pdh).is_dir():
+            self._asked = (pdh, self.api.begin("GET", f"/collections/{pdh}"))
+
+    def settle(self) -> None:
+        """Read the answer to `prefetch`, if one is pending. A failure is forgotten: `materialise`
+        asks again, and reports it as it would have."""
+        if self._asked is None:
+            return
+        (pdh, answer), self._asked = self._asked, None
+        try:
+            self._manifests[pdh] = answer()["manifest"]
+        except (ApiError, OSError, KeyError, TypeError):
+            pass
+
+    def _manifest(self, pdh: str) -> dict[str, Any]:
+        self.settle()
+        manifest = self._manifests.pop(pdh, None)
+        return manifest if manifest is not None else self.api.get("collections", pdh)["manifest"]
 
     # -- inputs --------------------------------------------------------------------------
 
@@ -43,7 +69,7 @@ class Keep:
         if final.is_dir():
             os.utime(final)  # last used now
             return final
-        manifest = self.api.get("collections", pdh)["manifest"]
+        manifest = self._manifest(pdh)
         building = Path(tempfile.mkdtemp(prefix=f".{pdh[:16]}-", dir=self.cache_dir))
         try:
             for path, entry in sorted(manifest.items()):

@@ -321,6 +321,27 @@ def test_collection_mounts_are_shared_read_only(image: str, running_cluster: Clu
     assert cached.stat().st_nlink >= 2, "the collection is materialised with hard links to the blob"
 
 
+def test_an_input_collection_is_asked_for_once_and_only_where_the_worker_lacks_it(cluster: Cluster) -> None:
+    admin = cluster.admin
+    data = b"input\n"
+    sha = hashlib.sha256(data).hexdigest()
+    ok(admin.put(f"/blobs/{sha}", content=data))
+    pdh = ok(admin.post("/collections", json={"manifest": {"in.txt": {"blob": sha, "size": len(data)}}}))[
+        "portable_data_hash"]
+    missing = "0" * 64 + "+10"
+    with requests_seen(cluster) as seen:
+        cluster.start_dispatcher("--vcpus", "1", "--ram", str(4 * GiB))  # one at a time: the second finds it cached
+        finished = []
+        for source, word in ((pdh, "first"), (pdh, "second"), (missing, "never")):
+            mounts = {"/var/spool/cwl": {"kind": "tmp"}, "/keep/in": {"kind": "collection", "portable_data_hash": source}}
+            request = cluster.submit(command=["sh", "-c", f"cat /keep/in/in.txt; echo {word}"], mounts=mounts)
+            finished.append(cluster.wait_final(request["container_uuid"]))
+    assert [lines(cluster.log_files(c)["stdout.txt"]) for c in finished[:2]] == [[b"input", b"first"], [b"input", b"second"]]
+    assert seen.count(("GET", f"/arvados/v1/collections/{pdh}")) == 1  # asked early by the first, cached for the second
+    assert finished[2]["state"] == "Cancelled" and "/keep/in" in finished[2]["runtime_status"]["error"]
+    assert seen.count(("GET", f"/arvados/v1/collections/{missing}")) == 2  # early, and again when staging
+
+
 def test_cancelling_a_running_request_stops_it_and_keeps_partial_logs(image: str, running_cluster: Cluster) -> None:
     script = "echo started; sleep 60; echo never"
     request = running_cluster.submit(container_image=image, command=["sh", "-c", script])

@@ -9,12 +9,13 @@ from collections.abc import AsyncIterator
 
 import anyio
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from ..services.context import Context
 from ..services.events import EventHub
 from ..services.janitor import Janitor
-from . import dashboard, errors
+from . import errors
 from .routes import blobs, container_requests, containers, events, logs, misc
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,26 @@ def create_app(ctx: Context, *, run_janitor: bool = True, event_poll_seconds: fl
         app.include_router(module.router)
     if ctx.settings.blob_root is not None:  # no blob root, no blob store: no blob endpoints
         app.include_router(blobs.router)
-    dashboard.install(app)
+    app.add_middleware(_DashboardOnFirstUse, target=app)
     return app
+
+
+class _DashboardOnFirstUse:
+    """Adds the dashboard's routes to `target` when the first request outside the API arrives.
+    Importing the dashboard (its templates, its routes' dependencies) takes about 0.1 s, which
+    every cold start of the embedded service would otherwise spend before it can answer; a CWL
+    run that starts the service never opens the dashboard."""
+
+    def __init__(self, app: ASGIApp, target: FastAPI) -> None:
+        self.app, self.target, self.installed = app, target, False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.installed and scope["type"] == "http" and not scope["path"].startswith("/arvados/"):
+            from . import dashboard
+
+            dashboard.install(self.target)
+            self.installed = True
+        await self.app(scope, receive, send)
 
 
 async def _janitor_loop(janitor: Janitor, interval: float) -> None:

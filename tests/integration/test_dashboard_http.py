@@ -293,3 +293,15 @@ def test_ten_thousand_requests_page_and_filter_in_the_database(service: RunningS
 
     parent = client.get("/dashboard/requests/zzzzz-xvhdp-000000000009999?children=3").text
     assert re.search(r"101–120\s+of 120 steps · page 3 of 3", parent)
+
+
+def test_the_dashboard_is_added_by_the_first_request_outside_the_api(service: RunningService) -> None:
+    app = service._server.config.app
+    paths = lambda: {getattr(route, "path", "") for route in app.routes}  # noqa: E731
+    ok(service.client(service.token("alice")).get("/config"))
+    assert "/dashboard/static" not in paths(), "an API request leaves it out"
+    with httpx.Client(base_url=service.url, timeout=30) as browser:
+        assert browser.get("/dashboard/nothing-here").status_code == 404  # added, and routed as always
+        assert "/dashboard/static" in paths()
+        assert browser.get("/", params={"token": service.token("alice")}).status_code == 303
+        assert browser.get("/dashboard/static/dashboard.css").status_code == 200

@@ -5,7 +5,7 @@ backend has alive (unlock Locked ones whose crunch-run is gone: after a restart,
 before it started) and let the backend follow them (Slurm: cancel unwanted jobs, renice, say why
 jobs wait); then walk the queue by priority, locking and starting what fits in the free capacity
 (everything but surplus workflow runners, when the backend schedules itself), failing what can
-never fit (unsatisfiable), and publishing why the rest waits.
+never fit (unsatisfiable), and publishing why the rest waits (`statuses.py`).
 """
 
 from __future__ import annotations
@@ -26,13 +26,10 @@ from ..domain.states import LOCKED_STATUS
 from ..follow import EventFollower
 from .backends import Backend, BackendUnavailable, Capacity, Tracking, Unsatisfiable
 from .queue_events import CONTAINER_KIND, QUEUE_FIELDS, changes_the_queue, queue_entry, worth_a_round
+from .statuses import QUEUE_STATUS_DELAY, QueueStatuses
 
 log = logging.getLogger(__name__)
 GiB = 1 << 30
-REPUBLISH_SECONDS = 5.0  # a container's new queue position alone is sent at most this often
-REPUBLISH_PER_SECOND = 10.0  # queue-position updates a long queue gets, all containers together
-QUEUE_STATUS_DELAY = 1.0  # a container is told why it waits once it has waited this long
-STATUS_BATCH = 500  # scheduling statuses sent in one call (a round's are sent together)
 # While the event stream is followed, the queue is listed afresh at most this often: in between,
 # the events keep it current (new work joins from its create event; requeued work or a new
 # priority makes the next round list it). Listing a long queue is the most a round asks of the
@@ -63,10 +60,7 @@ class Dispatcher:
         self.ping_seconds = ping_seconds
         self.uuid: str | None = None
         self._last_ping = 0.0
-        self._published: dict[str, tuple[str, float]] = {}  # scheduling status last sent, and when
-        self._waiting_since: dict[str, float] = {}  # first round that found a container waiting
-        self._outgoing: dict[str, str] = {}  # scheduling statuses this round decided to send
-        self._batch_statuses: bool | None = None  # whether the API takes many in one call (its /config says)
+        self.statuses = QueueStatuses(api)
         # The queue as last listed, with the work announced since, reused by rounds that follow a
         # state change; listed again at least every QUEUE_LISTING_SECONDS (without the event
         # stream, every round).
@@ -179,10 +173,7 @@ class Dispatcher:
             self._queue = list(self.api.list("containers", filters=[["state", "=", "Queued"], ["priority", ">", 0]],
                                              order="priority desc", select=list(QUEUE_FIELDS)))
             self._queue_listed = now
-            listed = {c["uuid"] for c in self._queue}
-            for table in (self._published, self._waiting_since):  # forget what left the queue otherwise
-                for uuid in [u for u in table if u not in listed]:
-                    del table[uuid]
+            self.statuses.keep_only({c["uuid"] for c in self._queue})
         else:
             self._take_arrivals()
         self._dispatch(usage, self._queue, now)
@@ -249,13 +240,13 @@ class Dispatcher:
         try:
             self._walk(usage, queue, now)
         finally:
-            self._send_statuses()
+            self.statuses.send()
 
     def _walk(self, usage: Usage, queue: list[dict[str, Any]], now: float) -> None:
         capacity = self.backend.capacity
         if now < self._paused_until:
             for container in queue:
-                self._publish(container["uuid"], f"Waiting for the {self.backend.name} backend, which cannot take"
+                self.statuses.publish(container["uuid"], f"Waiting for the {self.backend.name} backend, which cannot take"
                               f" work now ({self._pause_reason}); trying again in {self._paused_until - now:.0f} s.",
                               len(queue), now)
             return
@@ -284,7 +275,7 @@ class Dispatcher:
                 why = f"All {capacity.ram / GiB:g} GiB of RAM are in use."
             else:
                 why = f"All {capacity.vcpus:g} vCPUs are in use."
-            self._publish(uuid, f"Waiting in queue at position {position}. {why}", len(queue), now)
+            self.statuses.publish(uuid, f"Waiting in queue at position {position}. {why}", len(queue), now)
 
     def _lock_and_start(self, container: dict[str, Any], now: float) -> bool:
         uuid = container["uuid"]
@@ -294,8 +285,7 @@ class Dispatcher:
             if error.status == 422:  # another dispatcher won, or it changed meanwhile
                 return False
             raise
-        self._published.pop(uuid, None)  # the lock itself set "Preparing runtime environment."
-        self._waiting_since.pop(uuid, None)
+        self.statuses.started(uuid)
         try:
             self.backend.start(locked)
         except Unsatisfiable as error:
@@ -331,50 +321,11 @@ class Dispatcher:
         self._quietly("PUT", f"/containers/{uuid}", {"state": "Cancelled",
                                                      "runtime_status": {"error": error, "cause": "unsatisfiable"}})
 
-    def _publish(self, uuid: str, text: str, waiting: int, now: float) -> None:
-        """Send a container's scheduling status when it changes, once it has waited QUEUE_STATUS_DELAY
-        (most work starts sooner, and needs no explanation). A new queue position alone is sent at
-        most every REPUBLISH_SECONDS, and less often in a long queue: each start moves every waiting
-        container up one, and a status update per waiting container per start would be most of
-        what the API does for a large scatter."""
-        last = self._published.get(uuid)
-        if last is None:
-            if now - self._waiting_since.setdefault(uuid, now) < QUEUE_STATUS_DELAY:
-                return
-        elif last[0] == text:
-            return
-        elif _kind(last[0]) == _kind(text) and now - last[1] < max(REPUBLISH_SECONDS, waiting / REPUBLISH_PER_SECOND):
-            return
-        self._outgoing[uuid] = text
-        self._published[uuid] = (text, now)
-
-    def _send_statuses(self) -> None:
-        """Send the round's scheduling statuses: in calls of up to STATUS_BATCH when the API takes
-        many at once (a long queue's would otherwise be one call per waiting container), one by
-        one otherwise. A container that left the queue meanwhile is skipped by the API."""
-        outgoing, self._outgoing = list(self._outgoing.items()), {}
-        if outgoing and self._batch_statuses is None:
-            try:
-                self._batch_statuses = self.api.request("GET", "/config").get("batch_scheduling_status") is True
-            except ApiError as error:
-                log.info("GET /config: %s", error)
-        if not self._batch_statuses:
-            for uuid, text in outgoing:
-                self._quietly("PUT", f"/containers/{uuid}/scheduling_status", {"scheduling_status": text})
-            return
-        for start in range(0, len(outgoing), STATUS_BATCH):
-            self._quietly("PUT", "/containers/scheduling_status", {"statuses": dict(outgoing[start:start + STATUS_BATCH])})
-
     def _quietly(self, method: str, path: str, body: Any = None) -> None:
         try:
             self.api.request(method, path, body)
         except ApiError as error:
             log.info("%s %s: %s", method, path, error)
-
-
-def _kind(status: str) -> str:
-    """A status without its numbers: "Waiting in queue at position N. All X vCPUs are in use." → same kind."""
-    return "".join(ch for ch in status if not ch.isdigit())
 
 
 def _vcpus(container: dict[str, Any]) -> float:

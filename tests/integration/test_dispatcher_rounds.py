@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from cwl_crunch.client import Client
-from cwl_crunch.dispatch import dispatcher as dispatcher_module
+from cwl_crunch.dispatch import statuses
 from cwl_crunch.dispatch.backends import Capacity, Tracking
 from cwl_crunch.dispatch.dispatcher import Dispatcher
 from cwl_crunch.dispatch.queue_events import changes_the_queue, worth_a_round
@@ -206,7 +206,7 @@ def test_a_rounds_scheduling_statuses_go_out_in_one_call_where_the_api_takes_man
 
 
 def test_a_long_queues_statuses_are_sent_in_calls_of_a_bounded_size(service, monkeypatch):
-    monkeypatch.setattr(dispatcher_module, "STATUS_BATCH", 2)
+    monkeypatch.setattr(statuses, "STATUS_BATCH", 2)
     alice = service.client(service.token("alice"))
     queued = [commit(alice, command=["echo", str(i)])["container_uuid"] for i in range(6)]
     dispatcher, backend, api = _dispatcher(service, vcpus=1)

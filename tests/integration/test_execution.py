@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+import httpx
 import pytest
 
 from cwl_crunch.runner.runtimes.cgroups import CGROUP_ROOT
@@ -301,15 +302,15 @@ def test_an_unreadable_mount_is_cancelled_naming_the_mount(image: str, running_c
     assert not any(group.exists() for group in groups)
 
 
-def test_collection_mounts_are_shared_read_only(image: str, running_cluster: Cluster) -> None:
-    admin = running_cluster.admin
-    data = b"reference\n"
-    import hashlib
-
+def _one_file_collection(admin: httpx.Client, path: str, data: bytes) -> str:
+    """A collection holding `data` at `path` (its blob stored first); its portable data hash."""
     sha = hashlib.sha256(data).hexdigest()
     ok(admin.put(f"/blobs/{sha}", content=data))
-    pdh = ok(admin.post("/collections", json={"manifest": {"ref/genome.fa": {"blob": sha, "size": len(data)}}}))[
-        "portable_data_hash"]
+    return ok(admin.post("/collections", json={"manifest": {path: {"blob": sha, "size": len(data)}}}))["portable_data_hash"]
+
+
+def test_collection_mounts_are_shared_read_only(image: str, running_cluster: Cluster) -> None:
+    pdh = _one_file_collection(running_cluster.admin, "ref/genome.fa", b"reference\n")
     mounts = {"/var/spool/cwl": {"kind": "tmp"}, "/keep/in": {"kind": "collection", "portable_data_hash": pdh}}
     script = "cat /keep/in/ref/genome.fa; touch /keep/in/x 2>/dev/null && echo writable || echo read-only"
     first = running_cluster.submit(container_image=image, command=["sh", "-c", script], mounts=mounts)
@@ -322,12 +323,7 @@ def test_collection_mounts_are_shared_read_only(image: str, running_cluster: Clu
 
 
 def test_an_input_collection_is_asked_for_once_and_only_where_the_worker_lacks_it(cluster: Cluster) -> None:
-    admin = cluster.admin
-    data = b"input\n"
-    sha = hashlib.sha256(data).hexdigest()
-    ok(admin.put(f"/blobs/{sha}", content=data))
-    pdh = ok(admin.post("/collections", json={"manifest": {"in.txt": {"blob": sha, "size": len(data)}}}))[
-        "portable_data_hash"]
+    pdh = _one_file_collection(cluster.admin, "in.txt", b"input\n")
     missing = "0" * 64 + "+10"
     with requests_seen(cluster) as seen:
         cluster.start_dispatcher("--vcpus", "1", "--ram", str(4 * GiB))  # one at a time: the second finds it cached

@@ -11,8 +11,9 @@ import pytest
 
 from cwl_crunch.client import Client
 from cwl_crunch.dispatch.backends.slurm import SlurmBackend
-from cwl_crunch.dispatch.dispatcher import QUEUE_STATUS_DELAY, Dispatcher
+from cwl_crunch.dispatch.dispatcher import Dispatcher
 from cwl_crunch.dispatch.slurm.fake import RecordingSlurm
+from cwl_crunch.dispatch.statuses import QUEUE_STATUS_DELAY
 from tests.support.flows import commit, ok
 
 GiB = 1 << 30

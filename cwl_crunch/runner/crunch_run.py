@@ -205,31 +205,24 @@ class CrunchRun:
         self.say(f"started process {self.process.pid}")
         pumps = [LogFile.pump(self.logs[name], stream) for stream, name in
                  ((self.process.stdout, "stdout.txt"), (self.process.stderr, "stderr.txt")) if stream is not None]
-        # Heartbeats, the cancel check and crunchstat start once the process has run for a moment:
-        # a shorter one needs none of them (Running has just set the heartbeat, the first cancel
-        # check would come later still) and gets a crunchstat line when it ends instead.
-        stop = threading.Event()
-        watchers = [threading.Thread(target=target, args=(stop,), daemon=True)
-                    for target in (self._heartbeat, self._watch, self._crunchstat)]
-        watch_from, watching = time.monotonic() + WATCHERS_AFTER_SECONDS, False
+        # A process shorter than WATCHERS_AFTER_SECONDS needs no heartbeat (Running has just set
+        # it), no cancel check (the first would come later still) and gets one crunchstat line.
+        watchers = watch.Watchers((self._heartbeat, self._watch, self._crunchstat), WATCHERS_AFTER_SECONDS)
         max_run_time = (self.container.get("scheduling_parameters") or {}).get("max_run_time") or 0
         deadline = time.monotonic() + max_run_time if max_run_time else None
         while (returncode := self.process.poll()) is None:
-            if not watching and time.monotonic() >= watch_from:
-                for thread in watchers:
-                    thread.start()
-                watching = True
+            pause = watchers.tick()
             if self.cancel_requested.is_set():
                 self._stop("cancelled")
                 self.outcome.decide("Cancelled", self.cancel_cause, None)
             elif deadline is not None and time.monotonic() > deadline:
                 self._stop(f"max_run_time {max_run_time} s exceeded")
                 self.outcome.decide("Cancelled", "timeout", f"max_run_time of {max_run_time} s exceeded")
-            wait_for_exit(self.process, 0.1 if watching else min(0.1, max(0.0, watch_from - time.monotonic())))
+            wait_for_exit(self.process, pause)
         for pump in pumps:
             pump.join()
-        stop.set()
-        if not watching:  # it ended before they started
+        watchers.stop()
+        if not watchers.started:
             self.logs["crunchstat.txt"].write(crunchstat.ended_early())
         self.say(f"process exited with status {returncode}")
         problem = self.runtime.start_failure(returncode, self._first_stderr_line())

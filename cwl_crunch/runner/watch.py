@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 from ..client import ApiError, Client
@@ -46,3 +47,30 @@ def announced_if_slow(seconds: float, announce: Callable[[], None], needed: bool
         timer.cancel()
         if timer.is_alive():
             timer.join()
+
+
+class Watchers:
+    """Threads beside a running process (heartbeats, the cancel check, crunchstat), each
+    `target(stop)`, started together once the process has run `after` seconds: a shorter one
+    needs none of them. The caller ticks them while it waits for the process, and stops them."""
+
+    def __init__(self, targets: Iterable[Callable[[threading.Event], None]], after: float) -> None:
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=target, args=(self._stop,), daemon=True) for target in targets]
+        self._start_at = time.monotonic() + after
+        self.started = False
+
+    def tick(self, most: float = 0.1) -> float:
+        """Start them if their time has come; how long the caller may wait before the next tick
+        (at most `most` seconds)."""
+        if not self.started:
+            left = self._start_at - time.monotonic()
+            if left > 0:
+                return min(most, left)
+            for thread in self._threads:
+                thread.start()
+            self.started = True
+        return most
+
+    def stop(self) -> None:
+        self._stop.set()

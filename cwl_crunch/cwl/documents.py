@@ -23,7 +23,6 @@ from collections.abc import MutableMapping, MutableSequence
 from typing import Any
 
 from cwltool import builder
-
 from ruamel.yaml.comments import (
     Anchor,
     Comment,

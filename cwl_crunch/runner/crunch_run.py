@@ -95,7 +95,7 @@ class CrunchRun:
             print(f"crunch-run {self.uuid}: cannot fetch the container: {error}", file=sys.stderr)
             self._unlock_quietly()
             return 1
-        self._prefetch_input()
+        staging.prefetch(self._keep(), self.container.get("mounts") or {})  # read while staging
         if not self.container.get("container_image"):
             constraints = self.container.get("runtime_constraints") or {}
             local = LocalRuntime()
@@ -161,17 +161,6 @@ class CrunchRun:
                 raise Failure(str(error), cause="setup") from error
             finally:
                 self._keep().settle()  # this thread's connection is free again
-
-    def _prefetch_input(self) -> None:
-        """Ask for the first input collection's manifest (unless this worker has it already) before
-        the cgroups and the logs are set up; staging reads the answer."""
-        for mount in (self.container.get("mounts") or {}).values():
-            if mount.get("kind") == "collection" and isinstance(mount.get("portable_data_hash"), str):
-                try:
-                    self._keep().prefetch(mount["portable_data_hash"])
-                except (ApiError, OSError):
-                    pass  # staging asks again
-                return
 
     def _prepare(self, binds: list[Bind], streams: dict[str, Path]) -> tuple[Runtime, ProcessSpec]:
         image = self.container.get("container_image") or ""

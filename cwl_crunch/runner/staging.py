@@ -20,6 +20,15 @@ class StagingError(Exception):
     """A mount cannot be staged: the container is cancelled with cause `setup`, naming it."""
 
 
+def prefetch(keep: Keep, mounts: dict[str, Any]) -> None:
+    """Ask for the first collection mount's manifest now (`Keep.prefetch`): the server answers
+    while crunch-run sets up its cgroups and logs, and `stage_mounts` reads the answer."""
+    for mount in mounts.values():
+        if mount.get("kind") == "collection" and isinstance(mount.get("portable_data_hash"), str):
+            keep.prefetch(mount["portable_data_hash"])
+            return
+
+
 def stage_mounts(keep: Keep, mounts: dict[str, Any], output_path: str, place: Path,
                  say: Callable[[str], None]) -> tuple[list[Bind], dict[str, Path]]:
     """Binds for the mounts; `stdin`/`stdout`/`stderr` mounts become host files instead.

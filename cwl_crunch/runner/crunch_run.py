@@ -77,6 +77,7 @@ class CrunchRun:
         self.runtime: Runtime | None = None
         self.spec: ProcessSpec | None = None
         self.logs: dict[str, LogFile] = {}
+        self.records: dict[str, bytes] = {}  # container.json and node.json, for the log collection
         self.streams: dict[str, Path] = {}  # stdin/stdout/stderr mounts as host files
         self.live: LiveSender | None = None
         self.keep: Keep | None = None
@@ -122,6 +123,8 @@ class CrunchRun:
                 self.runtime.cleanup(self.spec)
             if self.all_saved:
                 workdir.remove(self.workdir)
+            else:  # the logs too stay, for a look
+                self._quietly(workdir.write_out, self.workdir, self.logs, self.records)
             self._keep().prune()  # the worker's housekeeping, once all is recorded
 
     def _fetch(self) -> bool:
@@ -145,7 +148,8 @@ class CrunchRun:
 
     def _open_logs(self) -> None:
         self.live = LiveSender(self._send_live, lambda e: print(f"crunch-run: live log: {e}", file=sys.stderr))
-        self.logs = workdir.prepare(self.workdir, self.container, self.options.engine, self.live)
+        self.logs = workdir.prepare(self.workdir, self.live)
+        self.records = workdir.records(self.container, self.options.engine)
 
     def _stage(self) -> tuple[list[Bind], dict[str, Path]]:
         mounts = {**(self.container.get("mounts") or {}), **(self.secret_mounts or {})}
@@ -256,8 +260,7 @@ class CrunchRun:
     def _first_stderr_line(self) -> bytes:
         """What the process (or the runtime, failing to start it) printed first, without its stamp."""
         try:
-            with (self.workdir / "log" / "stderr.txt").open("rb") as log:
-                return log.readline().rstrip(b"\n").split(b" ", 1)[-1]
+            return self.logs["stderr.txt"].first_line()
         except OSError:
             return b""
 
@@ -288,7 +291,8 @@ class CrunchRun:
         # server only if the log collection cannot be saved: it holds them all.
         unsent = self.live.close(send_pending=False) if self.live is not None else {}
         try:
-            manifests["log"] = keep.capture(self.workdir / "log")
+            manifests["log"] = keep.store_files({**{name: log.content() for name, log in self.logs.items()},
+                                                 **self.records})
         except Exception as error:  # noqa: BLE001 - the live log is kept by the server
             self._log_not_saved(error, unsent=unsent)
         if state == "Queued":

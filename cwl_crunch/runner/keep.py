@@ -156,6 +156,20 @@ class Keep:
                 manifest[str(relative_root) + "/"] = {}
         return manifest
 
+    def store_files(self, files: dict[str, bytes | Path]) -> dict[str, Any]:
+        """Upload files given by content or by path; their manifest."""
+        return {name: self.store_file(data) if isinstance(data, Path) else self.store_bytes(data)
+                for name, data in sorted(files.items())}
+
+    def store_bytes(self, data: bytes) -> dict[str, Any]:
+        sha256 = hashlib.sha256(data).hexdigest()
+        if self.local is not None:
+            if not self.local.has(sha256):
+                self.local.put(sha256, [data])
+        elif not self.api.has_blob(sha256):
+            self.api.put_blob(sha256, data)
+        return {"blob": sha256, "size": len(data)}
+
     def store_file(self, path: Path, sha1: dict[str, str] | None = None, name: str = "") -> dict[str, Any]:
         """Store one file's content (read once to hash it, again only if the store lacks it)."""
         sha256, size, digest = _hash(path, with_sha1=sha1 is not None)

@@ -1,10 +1,16 @@
 """crunch-run's log pipeline (SPEC §7 "Logs").
 
-Every line of every `.txt` log gets a fixed-width UTC timestamp with nanoseconds and is written
-to the file that ends up in the log collection. The same stamped lines go to the live view (the
-API's live log), in batches of at most one per second, sooner when a batch passes 64 KiB. A
-throttle protects the API only: above the rate limit the live view gets a notice and later a
-count of what it skipped, while the file still gets every byte.
+Every line of every `.txt` log gets a fixed-width UTC timestamp with nanoseconds and is kept for
+the log collection. The same stamped lines go to the live view (the API's live log), in batches
+of at most one per second, sooner when a batch passes 64 KiB. A throttle protects the API only:
+above the rate limit the live view gets a notice and later a count of what it skipped, while the
+log still keeps every byte.
+
+A log is held in memory until it outgrows HELD_BYTES, and only then written to its file in the
+work directory. Most containers log a few lines: theirs are stored as blobs straight from memory,
+and the work directory gets no log files to create and remove. (On a filesystem that avoids
+reusing recently freed inodes, as ext4 without a journal does, every file created and removed
+makes later creations slower: a 500-way scatter created and removed seven log files a container.)
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 LINE_LIMIT = 64 * 1024
+HELD_BYTES = 1 << 20  # a log larger than this goes on to its file
 CONTINUED = b"[...]"
 BATCH_BYTES = 64 * 1024
 BATCH_SECONDS = 1.0
@@ -149,13 +156,15 @@ class LiveSender:
 
 
 class LogFile:
-    """One `.txt` log: stamped lines to a local file, the live view (throttled) and optional echo."""
+    """One `.txt` log: stamped lines kept (in memory, then in the file at `path` once large), sent
+    to the live view (throttled) and optionally echoed."""
 
     def __init__(self, path: Path, live: LiveSender | None, throttle: Throttle | None = None,
                  echo: BinaryIO | None = None) -> None:
         self.path = path
         self.name = path.name
-        self._file = path.open("ab")
+        self._held: bytearray | None = bytearray()  # None once the log is in its file
+        self._file: BinaryIO | None = None
         self._live = live
         self._throttle = throttle
         self._echo = echo
@@ -174,8 +183,11 @@ class LogFile:
     def _emit(self, segment: bytes) -> None:
         stamped = timestamp() + b" " + segment + b"\n"
         with self._lock:
-            self._file.write(stamped)
-            self._file.flush()
+            if self._held is not None and len(self._held) + len(stamped) <= HELD_BYTES:
+                self._held += stamped
+            else:
+                self._to_file().write(stamped)
+                self._file.flush()  # type: ignore[union-attr]
             if self._echo is not None:
                 self._echo.write(stamped)
                 self._echo.flush()
@@ -216,4 +228,45 @@ class LogFile:
             self.write_line(self._partial)
             self._partial = b""
         with self._lock:
-            self._file.close()
+            if self._file is not None:
+                self._file.close()
+
+    def content(self) -> bytes | Path:
+        """The whole log, once closed: its bytes, or the file holding them."""
+        return self.path if self._held is None else bytes(self._held)
+
+    def read(self) -> bytes:
+        """The whole log's bytes."""
+        with self._lock:
+            if self._held is not None:
+                return bytes(self._held)
+        return self.path.read_bytes()
+
+    def first_line(self) -> bytes:
+        """The first line's text, without its stamp."""
+        with self._lock:
+            if self._held is not None:
+                end = self._held.find(b"\n")
+                first = bytes(self._held[: end if end >= 0 else len(self._held)])
+            else:
+                with self.path.open("rb") as file:
+                    first = file.readline().rstrip(b"\n")
+        return first.split(b" ", 1)[-1]
+
+    def write_out(self) -> None:
+        """Put the log in its file, for a look (it could not be saved elsewhere)."""
+        with self._lock:
+            if self._held is not None:
+                self._to_file()
+            if self._file is not None:
+                self._file.close()
+
+    def _to_file(self) -> BinaryIO:
+        """The open file, holding everything so far (called holding the lock)."""
+        if self._file is None or self._file.closed:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("ab")
+        if self._held is not None:
+            self._file.write(self._held)
+            self._held = None
+        return self._file

@@ -49,6 +49,9 @@ def announced_if_slow(seconds: float, announce: Callable[[], None], needed: bool
             timer.join()
 
 
+STOP_WAIT_SECONDS = 5.0  # a heartbeat in flight to an unreachable server is not waited for longer
+
+
 class Watchers:
     """Threads beside a running process (heartbeats, the cancel check, crunchstat), each
     `target(stop)`, started together once the process has run `after` seconds: a shorter one
@@ -72,5 +75,11 @@ class Watchers:
             self.started = True
         return most
 
-    def stop(self) -> None:
+    def stop(self, wait: float = STOP_WAIT_SECONDS) -> None:
+        """Stop them, waiting up to `wait` seconds for them to finish what they are doing: a
+        crunchstat line being taken must reach the log before it is saved."""
         self._stop.set()
+        deadline = time.monotonic() + wait
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))

@@ -1,5 +1,7 @@
-"""A container's work directory on the worker: `WORK_ROOT/<uuid>/` with `log/` (the log files,
-`container.json`, `node.json`) and `mounts/` (staged mounts, the output among them).
+"""A container's work directory on the worker: `WORK_ROOT/<uuid>/` with `mounts/` (staged mounts,
+the output among them) and `log/`, which holds a log only when it outgrows memory (`LogFile`) or
+when the log collection could not be saved (then all of it, `container.json` and `node.json`
+too, for a look).
 
 Made fresh for each attempt, and removed once everything in it has been saved elsewhere. Also
 the worker's temporary directory, when TMPDIR names one that is gone.
@@ -21,23 +23,34 @@ from .logs import LiveSender, LogFile, Throttle
 LOG_FILES = ("crunch-run.txt", "stdout.txt", "stderr.txt", "crunchstat.txt")
 
 
-def prepare(workdir: Path, container: dict[str, Any], engine: str | None, live: LiveSender) -> dict[str, LogFile]:
-    """An empty work directory (a previous attempt's on this worker is removed) with the log files
-    open and the container's and the node's records written; the log files by name."""
+def prepare(workdir: Path, live: LiveSender) -> dict[str, LogFile]:
+    """The logs by name, for a work directory made empty (a previous attempt's on this worker is
+    removed); the directory itself is made by whatever first needs it."""
     if workdir.exists():
         remove(workdir)
-    log_dir = workdir / "log"
-    log_dir.mkdir(parents=True)
     logs = {}
     for name in LOG_FILES:
         echo = sys.stderr.buffer if name == "crunch-run.txt" else None  # crunch-run's own lines: on stderr too
         throttle = Throttle() if name != "crunch-run.txt" else None
-        logs[name] = LogFile(log_dir / name, live, throttle, echo)
-    record = {k: v for k, v in container.items() if k not in ("auth", "secret_mounts")}
-    (log_dir / "container.json").write_text(json.dumps(record, indent=2, sort_keys=True))
-    node = crunchstat.node_facts(engine or "none")
-    (log_dir / "node.json").write_text(json.dumps(node, indent=2, sort_keys=True))
+        logs[name] = LogFile(workdir / "log" / name, live, throttle, echo)
     return logs
+
+
+def records(container: dict[str, Any], engine: str | None) -> dict[str, bytes]:
+    """The log collection's other files: the container as it started and the node it ran on."""
+    record = {k: v for k, v in container.items() if k not in ("auth", "secret_mounts")}
+    node = crunchstat.node_facts(engine or "none")
+    return {"container.json": json.dumps(record, indent=2, sort_keys=True).encode(),
+            "node.json": json.dumps(node, indent=2, sort_keys=True).encode()}
+
+
+def write_out(workdir: Path, logs: dict[str, LogFile], files: dict[str, bytes]) -> None:
+    """Everything of the log collection in `log/`, for a look: it could not be saved."""
+    (workdir / "log").mkdir(parents=True, exist_ok=True)
+    for log in logs.values():
+        log.write_out()
+    for name, data in files.items():
+        (workdir / "log" / name).write_bytes(data)
 
 
 def remove(workdir: Path) -> None:

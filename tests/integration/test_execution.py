@@ -256,6 +256,24 @@ def test_stdout_and_stderr_go_to_their_own_files_each_line_stamped(image: str, r
         assert lines(files[name]), f"{name} is empty"
 
 
+def test_a_log_too_large_to_hold_goes_to_its_file_and_arrives_whole(running_cluster: Cluster) -> None:
+    """crunch-run holds small logs in memory (no files to create and remove for most containers)
+    and writes a log on to the work directory once it outgrows that; the collection gets it all."""
+    text = "y" * 60
+    script = f"i=0; while [ $i -lt 25000 ]; do echo \"$i {text}\"; i=$((i+1)); done; sleep 2"  # ~2.3 MiB stamped
+    request = running_cluster.submit(command=["sh", "-c", script])
+    uuid = request["container_uuid"]
+    log_dir = running_cluster.root / "work" / uuid / "log"
+    deadline = time.monotonic() + 20
+    while not (log_dir / "stdout.txt").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (log_dir / "stdout.txt").exists(), "a large log is written on to its file as it grows"
+    assert not (log_dir / "crunch-run.txt").exists(), "a small one stays in memory"
+    container = running_cluster.wait_final(uuid)
+    assert container["state"] == "Complete", running_cluster.diagnostics(uuid)
+    assert lines(running_cluster.log_files(container)["stdout.txt"]) == [f"{i} {text}".encode() for i in range(25000)]
+
+
 def test_a_short_process_gets_one_crunchstat_line_at_its_end_and_a_longer_one_samples_as_it_runs(cluster: Cluster) -> None:
     cluster.start_dispatcher("--crunchstat-interval", "0.2")
     short = cluster.submit(command=["true"])

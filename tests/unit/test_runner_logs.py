@@ -35,7 +35,7 @@ def test_log_file_stamps_complete_lines_and_keeps_partial_ones(tmp_path: Path) -
     log.feed(b"one\ntw")
     log.feed(b"o\r\nthree")
     log.close()
-    lines = (tmp_path / "stdout.txt").read_bytes().splitlines()
+    lines = log.read().splitlines()
     assert [line.split(b" ", 1)[1] for line in lines] == [b"one", b"two", b"three"]
     assert all(STAMP.match(line.split(b" ", 1)[0]) for line in lines)
 
@@ -46,11 +46,41 @@ def test_a_huge_line_without_newline_is_written_in_marked_segments(tmp_path: Pat
     log.feed(b"a" * 100)
     log.feed(b"b\n")
     log.close()
-    texts = [line.split(b" ", 1)[1] for line in (tmp_path / "stdout.txt").read_bytes().splitlines()]
+    texts = [line.split(b" ", 1)[1] for line in log.read().splitlines()]
     assert len(texts) >= 3
     assert texts[0].endswith(CONTINUED) and texts[-1].startswith(CONTINUED) and texts[-1].endswith(b"b")
     joined = b"".join(t.removeprefix(CONTINUED).removesuffix(CONTINUED) for t in texts)
     assert joined == b"a" * 100 + b"b"
+
+
+def test_a_small_log_stays_in_memory_and_a_large_one_goes_on_to_its_file(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(logs, "HELD_BYTES", 200)
+    small = LogFile(tmp_path / "log" / "small.txt", live=None)
+    small.write("one\ntwo")
+    small.close()
+    assert small.content() == small.read() and isinstance(small.content(), bytes)
+    assert [line.split(b" ", 1)[1] for line in small.read().splitlines()] == [b"one", b"two"]
+    assert small.first_line() == b"one"
+    assert not (tmp_path / "log").exists(), "no directory, no file for a small log"
+
+    large = LogFile(tmp_path / "log" / "large.txt", live=None)
+    for n in range(10):
+        large.write_line(b"line %d " % n + b"x" * 30)
+    assert (tmp_path / "log" / "large.txt").exists(), "written as soon as it outgrew memory"
+    large.close()
+    assert large.content() == tmp_path / "log" / "large.txt"
+    texts = [line.split(b" ", 1)[1] for line in large.read().splitlines()]
+    assert texts == [b"line %d " % n + b"x" * 30 for n in range(10)], "what was held comes first, nothing lost"
+    assert large.first_line() == texts[0]
+
+
+def test_a_held_log_is_written_out_for_a_look(tmp_path: Path) -> None:
+    log = LogFile(tmp_path / "work" / "log" / "stderr.txt", live=None)
+    log.write("it failed")
+    log.close()
+    log.write_out()
+    assert (tmp_path / "work" / "log" / "stderr.txt").read_bytes() == log.read()
+    assert log.read().endswith(b" it failed\n")
 
 
 class FakeTime:

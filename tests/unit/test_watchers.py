@@ -38,3 +38,26 @@ def test_watchers_of_a_short_process_never_start() -> None:
     assert watchers.tick() == 0.1
     watchers.stop()
     assert not watchers.started and not started.wait(0.2)
+
+
+def test_stopping_waits_for_a_watcher_finishing_its_work_but_not_forever() -> None:
+    written = []
+
+    def slow_writer(stop: threading.Event) -> None:
+        time.sleep(0.3)  # e.g. a crunchstat line being taken when the process ends
+        written.append("line")
+        stop.wait()
+
+    def stuck(stop: threading.Event) -> None:
+        time.sleep(30)  # e.g. a heartbeat to a server that does not answer
+
+    watchers = Watchers([slow_writer], after=0)
+    watchers.tick()
+    watchers.stop()
+    assert written == ["line"], "stop() returned before the watcher had written"
+
+    watchers = Watchers([stuck], after=0)
+    watchers.tick()
+    started = time.monotonic()
+    watchers.stop(wait=0.2)
+    assert time.monotonic() - started < 2

@@ -160,7 +160,7 @@ class CrunchRun:
                                      any(m.get("kind") == "collection" for m in mounts.values())):
             try:
                 return staging.stage_mounts(self._keep(), mounts, self.container["output_path"],
-                                            self.workdir / "mounts", self.say)
+                                            self.workdir, self.say)
             except staging.StagingError as error:
                 raise Failure(str(error), cause="setup") from error
             finally:

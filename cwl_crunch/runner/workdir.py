@@ -1,7 +1,7 @@
-"""A container's work directory on the worker: `WORK_ROOT/<uuid>/` with `mounts/` (staged mounts,
-the output among them) and `log/`, which holds a log only when it outgrows memory (`LogFile`) or
-when the log collection could not be saved (then all of it, `container.json` and `node.json`
-too, for a look).
+"""A container's work directory on the worker: `WORK_ROOT/<uuid>/` with a numbered directory per
+staged mount (the output among them) and `log/`, which holds a log only when it outgrows memory
+(`LogFile`) or when the log collection could not be saved (then all of it, `container.json` and
+`node.json` too, for a look).
 
 Made fresh for each attempt, and removed once everything in it has been saved elsewhere. Also
 the worker's temporary directory, when TMPDIR names one that is gone.

@@ -17,6 +17,10 @@ def spec(tmp_path: Path, **overrides) -> ProcessSpec:
     return ProcessSpec(**values)
 
 
+def operands(args: list[str], flag: str) -> set[str]:
+    return {args[i + 1] for i, a in enumerate(args) if a == flag}
+
+
 def pairs(args: list[str], flag: str) -> list[tuple[str, str]]:
     return [(args[i + 1], args[i + 2]) for i, a in enumerate(args) if a == flag]
 
@@ -61,8 +65,7 @@ def test_the_root_is_bound_whole_when_the_host_has_room_for_every_target(tmp_pat
     # No /keep mount: every target lies below a host directory (/var/spool/cwl) or replaces a
     # private one (/tmp), so `/` is one bind rather than one per entry.
     binds = [Bind(tmp_path / "out", "/var/spool/cwl", writable=True), Bind(tmp_path / "tmp", "/tmp", writable=True)]
-    hidden = tmp_path / "data"
-    hidden.mkdir()
+    hidden = Path("/etc")  # (nothing is mounted: only the command line is looked at)
     args = LocalRuntime("bwrap").arguments(spec(tmp_path, binds=binds, hidden=[hidden]))
     assert pairs(args, "--ro-bind") == [("/", "/")] and pairs(args, "--ro-bind-try") == []
     assert args.index(str(hidden)) > args.index("/") and args[args.index(str(hidden)) - 1] == "--tmpfs"
@@ -73,11 +76,22 @@ def test_the_root_is_bound_whole_when_the_host_has_room_for_every_target(tmp_pat
 
 
 def test_network_only_with_the_api_constraint_and_hidden_paths_are_masked(tmp_path: Path) -> None:
-    hidden = tmp_path / "secret"
-    hidden.mkdir()
+    hidden = Path("/etc")  # (nothing is mounted: only the command line is looked at)
     args = LocalRuntime("bwrap").arguments(spec(tmp_path, network=True, hidden=[hidden]))
     assert "--unshare-net" not in args
-    assert args[args.index(str(hidden)) - 1] == "--tmpfs"
+    assert str(hidden) in operands(args, "--tmpfs")
+
+
+def test_hidden_paths_the_sandbox_cannot_see_anyway_get_no_mask(tmp_path: Path) -> None:
+    under_tmp = tmp_path / "data"  # the host's /tmp is replaced by a private one
+    under_tmp.mkdir()
+    under_target = Path("/var/spool/cwl/secret")  # a mount target covers it
+    link = tmp_path / "link-to-etc"  # under /tmp, but leads to /etc, which the sandbox shows
+    link.symlink_to("/etc")
+    missing = Path("/nonexistent-cwl-crunch-test")
+    args = LocalRuntime("bwrap").arguments(spec(tmp_path, hidden=[under_tmp, under_target, link, missing]))
+    assert operands(args, "--tmpfs") >= {"/etc"}
+    assert not {str(under_tmp), str(under_target), str(link), str(missing)} & operands(args, "--tmpfs")
 
 
 def test_a_missing_or_unexecutable_command_is_caught_before_starting(tmp_path: Path) -> None:

@@ -61,9 +61,7 @@ class LocalRuntime:
         args += _carve(Path("/"), targets)
         for bind in sorted(spec.binds, key=lambda b: len(PurePosixPath(b.target).parts)):
             args += ["--bind" if bind.writable else "--ro-bind", str(bind.source), bind.target]
-        for hidden in spec.hidden:
-            if hidden.exists():
-                args += ["--tmpfs", str(hidden)]
+        args += _masks(spec.hidden, targets)
         args += ["--chdir", spec.cwd]
         return args
 
@@ -236,6 +234,21 @@ def _carve(directory: Path, targets: list[PurePosixPath], shown: bool = False) -
         else:
             args += ["--ro-bind-try", path, path]
     return args + (_specials() if root else [])
+
+
+def _masks(hidden: list[Path], targets: list[PurePosixPath]) -> list[str]:
+    """An empty tmpfs over each hidden host path, unless the sandbox cannot see it anyway: it lies
+    under a mount target or a private /tmp, /proc or /dev (a data directory under /tmp, as tests
+    and benchmarks make, would otherwise cost a mount point created in the container's /tmp)."""
+    covering = [*targets, *(PurePosixPath(p) for p in _SPECIAL)]
+    args: list[str] = []
+    for path in hidden:
+        real = PurePosixPath(os.path.realpath(path))  # what a link leads to is what must be masked
+        if any(real == top or top in real.parents for top in covering):
+            continue
+        if os.path.exists(real):
+            args += ["--tmpfs", str(real)]
+    return args
 
 
 def _specials() -> list[str]:

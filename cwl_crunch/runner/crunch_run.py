@@ -125,6 +125,8 @@ class CrunchRun:
                 workdir.remove(self.workdir)
             else:  # the logs too stay, for a look
                 self._quietly(workdir.write_out, self.workdir, self.logs, self.records)
+                print(f"crunch-run {self.uuid}: not everything was saved: its files stay in {self.workdir}",
+                      file=sys.stderr)
             self._keep().prune()  # the worker's housekeeping, once all is recorded
 
     def _fetch(self) -> bool:
@@ -310,8 +312,6 @@ class CrunchRun:
             print(f"crunch-run {self.uuid}: cannot record the final state {state}: {error}", file=sys.stderr)
             return 1
         self.all_saved = (output_dir is None or "output" in saved) and "log" in saved
-        if not self.all_saved:
-            print(f"crunch-run {self.uuid}: not everything was saved: its files stay in {self.workdir}", file=sys.stderr)
         return 0
 
     def _capture_output(self, keep: Keep, output_dir: Path, manifests: dict[str, dict[str, Any]],

@@ -6,9 +6,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -222,11 +224,26 @@ def test_a_container_request_runs_to_completion(data_dir: Path) -> None:
         hello, stdout = _run(api, ["sh", "-c", "echo hi"])
         assert (hello["state"], hello["exit_code"]) == ("Complete", 0), hello
         assert stdout.endswith(b" hi\n")
-        # The data directory (tokens, database) is hidden from containers: an empty tmpfs, holding
-        # only the mount point of the (also hidden) work root.
+        # The data directory (tokens, database) is hidden from containers. This one lies under
+        # /tmp, which a container sees as its own, private /tmp: it is not there at all.
         peek, stdout = _run(api, ["find", str(data_dir), "-mindepth", "1"])
+        assert (peek["state"], peek["exit_code"]) == ("Complete", 1), peek
+        assert stdout == b""
+
+
+def test_a_data_directory_outside_tmp_is_masked_from_containers() -> None:
+    """Elsewhere (the default is under ~/.local/share) an empty tmpfs covers the data directory,
+    holding only the mount point of the (also hidden) work root."""
+    require(bwrap_unavailable())
+    data_dir = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="cwl-crunch-test-")) / "data"
+    try:
+        with _api(embedded.ensure_running(data_dir)) as api:
+            peek, stdout = _run(api, ["find", str(data_dir), "-mindepth", "1"])
         assert (peek["state"], peek["exit_code"]) == ("Complete", 0), peek
         assert [line.split(b" ", 1)[1] for line in stdout.splitlines()] == [str(data_dir / "work").encode()]
+    finally:
+        embedded.stop(data_dir)
+        shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
 def test_stopping_cancels_running_containers_for_a_retry(data_dir: Path) -> None:

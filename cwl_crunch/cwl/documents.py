@@ -10,7 +10,10 @@ building the tool tree, in the client and again in the runner.
 `make_cheap_to_copy` turns a loaded document's nodes, in place, into subclasses whose deep copy
 copies the contents and shares those attributes. They describe where the original text was, so
 a copy may point at the same place; nothing in cwltool or schema-salad changes them on a copy.
-Error messages keep their line numbers.
+Error messages keep their line numbers. The input object gets the same treatment: the workflow
+copies it whole, and so does a step reading an input from it, and ruamel.yaml (0.19) copies a
+sequence's attributes once per item, every time with the line and column numbers of all its
+items: 500 inputs `xs: [0, 1, …]` cost the runner 0.9 s before it could submit its first step.
 
 `share_array_data_in_item_bindings` removes a copy that grows with the square of an array's length:
 see there.

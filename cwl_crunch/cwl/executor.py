@@ -14,6 +14,7 @@ from cwltool.mutation import MutationManager
 from cwltool.process import Process
 
 from .children import Children
+from .documents import make_cheap_to_copy
 from .job import CrunchJob
 from .relocate import relocate, write_output_object
 
@@ -38,6 +39,7 @@ class CrunchExecutor(JobExecutor):
         context.toplevel = True
         context.workflow_eval_lock = threading.Condition(threading.RLock())
         _apply_job_requirements(process, job_order_object)
+        make_cheap_to_copy(job_order_object)  # copied whole by the workflow and by each step reading it
         process.visit(partial(check_supported, engine=self.children.engine if runtime_context.use_container else None))
         reporter = self.children.reporter
         self.children.start()

@@ -53,6 +53,23 @@ def test_turning_twice_changes_nothing() -> None:
     assert type(document) is CheapMap and copy.deepcopy(document) == document
 
 
+def test_an_input_objects_long_sequence_copies_without_copying_its_line_numbers_per_item(monkeypatch) -> None:
+    """ruamel.yaml copies a sequence's YAML attributes (with the line and column of every item)
+    once per item: quadratic in the length of an input array, which the workflow and the steps
+    reading it copy whole. Turned, the copy shares them instead, and is the same sequence."""
+    job_order = YAML().load("xs: [" + ", ".join(str(n) for n in range(300)) + "]\n")
+    calls = []
+    original = CommentedSeq.copy_attributes
+    monkeypatch.setattr(CommentedSeq, "copy_attributes", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    copy.deepcopy(job_order)
+    assert len(calls) == 300, "ruamel.yaml's own copy: once per item"
+    calls.clear()
+    make_cheap_to_copy(job_order)
+    copied = copy.deepcopy(job_order)
+    assert calls == [] and copied == job_order and copied["xs"] == list(range(300))
+    assert copied["xs"].lc.data == job_order["xs"].lc.data and copied["xs"].lc.item(299)[1] > 1000
+
+
 def test_an_invalid_workflow_is_still_reported_at_its_line(tmp_path: Path) -> None:
     workflow = tmp_path / "broken.cwl"
     workflow.write_text(textwrap.dedent("""\

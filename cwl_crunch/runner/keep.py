@@ -163,24 +163,24 @@ class Keep:
 
     def store_bytes(self, data: bytes) -> dict[str, Any]:
         sha256 = hashlib.sha256(data).hexdigest()
-        if self.local is not None:
-            if not self.local.has(sha256):
-                self.local.put(sha256, [data])
-        elif not self.api.has_blob(sha256):
-            self.api.put_blob(sha256, data)
-        return {"blob": sha256, "size": len(data)}
+        return {"blob": sha256, "size": self._store(sha256, len(data), data)}
 
     def store_file(self, path: Path, sha1: dict[str, str] | None = None, name: str = "") -> dict[str, Any]:
         """Store one file's content (read once to hash it, again only if the store lacks it)."""
         sha256, size, digest = _hash(path, with_sha1=sha1 is not None)
         if sha1 is not None:
             sha1[name] = digest
+        return {"blob": sha256, "size": self._store(sha256, size, path)}
+
+    def _store(self, sha256: str, size: int, content: bytes | Path) -> int:
+        """Put `content` in the blob store unless it is there already; its size as stored (a
+        file changed since it was hashed: BlobMismatch)."""
         if self.local is not None:
             if not self.local.has(sha256):
-                size = self.local.put(sha256, _chunks(path))  # changed meanwhile: BlobMismatch
+                return self.local.put(sha256, _chunks(content) if isinstance(content, Path) else [content])
         elif not self.api.has_blob(sha256):
-            self.api.put_blob(sha256, path)
-        return {"blob": sha256, "size": size}
+            self.api.put_blob(sha256, content)
+        return size
 
     def save(self, manifest: dict[str, Any], name: str) -> str:
         """Record a collection; its portable data hash."""

@@ -121,7 +121,10 @@ class Dispatcher:
         while stop is None or not stop.is_set():
             wake.clear()
             try:
-                self.tick(queue_max_age=listing, reconcile_max_age=interval)
+                # A backend the dispatcher counts capacity for knows which crunch-runs live
+                # (`alive`); one that schedules itself is followed every round.
+                reconcile = listing if self.backend.capacity.bounded else interval
+                self.tick(queue_max_age=listing, reconcile_max_age=reconcile)
             except (ApiError, OSError, BackendUnavailable) as error:
                 log.warning("dispatch round failed: %s", error)
             wake.wait(interval)
@@ -170,8 +173,10 @@ class Dispatcher:
         if self._queue_stale.is_set() or now - self._queue_listed >= queue_max_age:
             self._queue_stale.clear()  # before listing: what arrives meanwhile makes the next round list again
             self._arrived.clear()  # committed before this listing, so in it; later arrivals stay
-            self._queue = list(self.api.list("containers", filters=[["state", "=", "Queued"], ["priority", ">", 0]],
-                                             order="priority desc", select=list(QUEUE_FIELDS)))
+            listed = self.api.list("containers", filters=[["state", "=", "Queued"], ["priority", ">", 0]],
+                                   order="priority desc", select=list(QUEUE_FIELDS))
+            # (a container handed to a crunch-run that locks it itself is Queued until it has)
+            self._queue = [c for c in listed if c["uuid"] not in self._started]
             self._queue_listed = now
             self.statuses.keep_only({c["uuid"] for c in self._queue})
         else:
@@ -199,15 +204,19 @@ class Dispatcher:
         mine = list(self.api.list("containers", filters=[["dispatcher_uuid", "=", self.uuid],
                                                          ["state", "in", ["Locked", "Running"]]],
                                   select=[*QUEUE_FIELDS, "state"]))
+        # A crunch-run that locks its container itself may not have done so yet: it counts too.
+        starting = {uuid: c for uuid, c in self._started.items() if uuid in alive}
         self._started = {}
         for container in mine:
             if container["uuid"] in alive:
-                usage.add(container)
                 self._started[container["uuid"]] = container
             elif container["state"] == "Locked":
                 log.info("unlocking %s: its crunch-run is gone", container["uuid"])
                 self._quietly("POST", f"/containers/{container['uuid']}/unlock")
             # Running without crunch-run: the API's heartbeat rule settles it (SPEC §3.3).
+        self._started = {**starting, **self._started}
+        for container in self._started.values():
+            usage.add(container)
         self._follow(mine, self.backend.track(mine, now), now)
         return usage
 
@@ -278,13 +287,18 @@ class Dispatcher:
             self.statuses.publish(uuid, f"Waiting in queue at position {position}. {why}", len(queue), now)
 
     def _lock_and_start(self, container: dict[str, Any], now: float) -> bool:
+        """Lock the container and hand it to the backend, or hand it over for crunch-run to lock
+        (`locks_itself`: then this round goes on to the next container at once, while the API
+        answers that lock)."""
         uuid = container["uuid"]
-        try:
-            locked = self.api.request("POST", f"/containers/{uuid}/lock", {"dispatcher_uuid": self.uuid})
-        except ApiError as error:
-            if error.status == 422:  # another dispatcher won, or it changed meanwhile
-                return False
-            raise
+        locked = container
+        if not self.backend.locks_itself:
+            try:
+                locked = self.api.request("POST", f"/containers/{uuid}/lock", {"dispatcher_uuid": self.uuid})
+            except ApiError as error:
+                if error.status == 422:  # another dispatcher won, or it changed meanwhile
+                    return False
+                raise
         self.statuses.started(uuid)
         try:
             self.backend.start(locked)
@@ -295,7 +309,8 @@ class Dispatcher:
             # Back in the queue, and no more starts for a while: every failed attempt counts
             # towards max_dispatch_attempts, and a backend that is down would use them up at once.
             log.error("cannot start crunch-run for %s: %s", uuid, error)
-            self._quietly("POST", f"/containers/{uuid}/unlock")
+            if not self.backend.locks_itself:
+                self._quietly("POST", f"/containers/{uuid}/unlock")
             self._pause_after(error, now)
             return False
         self._pause = 0.0

@@ -64,10 +64,10 @@ class Options:
 
 
 class CrunchRun:
-    def __init__(self, api: Client, uuid: str, options: Options, locked: dict[str, Any] | None = None) -> None:
-        """`locked`: the container as the dispatcher that forked us just locked it (saves asking)."""
+    def __init__(self, api: Client, uuid: str, options: Options, lock_for: str | None = None) -> None:
+        """`lock_for`: the dispatcher that forked us, which left the lock to us (its uuid)."""
         self.api, self.uuid, self.options = api, uuid, options
-        self.locked = locked
+        self.lock_for = lock_for
         self.workdir = options.work_root / uuid
         self.outcome = Outcome()
         self.cancel_requested = threading.Event()
@@ -130,9 +130,18 @@ class CrunchRun:
             self._keep().prune()  # the worker's housekeeping, once all is recorded
 
     def _fetch(self) -> bool:
-        """The container, if it is Locked by our token; else nothing to do (exit 0)."""
-        if self.locked is not None:
-            self.container, token_uuid = self.locked, self.locked["locked_by_uuid"]
+        """The container, if it is Locked by our token (locked here, for a dispatcher that left
+        that to us); else nothing to do (exit 0)."""
+        if self.lock_for is not None:
+            try:
+                self.container = self.api.request("POST", f"/containers/{self.uuid}/lock",
+                                                  {"dispatcher_uuid": self.lock_for})
+            except ApiError as error:
+                if error.status != 422:
+                    raise
+                print(f"crunch-run {self.uuid}: not locked ({error}); nothing to do", file=sys.stderr)
+                return False
+            token_uuid = self.container["locked_by_uuid"]
         else:
             self.container = self.api.get("containers", self.uuid)
             token_uuid = self.api.request("GET", "/users/current")["token_uuid"]
@@ -410,14 +419,14 @@ def _started(runtime: Runtime, spec: ProcessSpec, held: bool) -> subprocess.Pope
         raise Failure(f"cannot start the command: {error}", cause="setup") from error
 
 
-def main(uuid: str, options: Options, locked: dict[str, Any] | None = None) -> int:
+def main(uuid: str, options: Options, lock_for: str | None = None) -> int:
     api_url = os.environ.get("CRUNCH_API")
     token = os.environ.get("CRUNCH_DISPATCH_TOKEN")
     if not api_url or not token:
         print("crunch-run: CRUNCH_API and CRUNCH_DISPATCH_TOKEN must be set by the dispatcher", file=sys.stderr)
         return 2
     workdir.forget_missing_tmpdir()
-    run = CrunchRun(Client(api_url, token), uuid, options, locked)
+    run = CrunchRun(Client(api_url, token), uuid, options, lock_for)
     signal.signal(signal.SIGTERM, run.on_signal)
     signal.signal(signal.SIGINT, run.on_signal)
     return run.run()

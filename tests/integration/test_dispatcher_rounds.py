@@ -17,7 +17,7 @@ from cwl_crunch.dispatch import statuses
 from cwl_crunch.dispatch.backends import Capacity, Tracking
 from cwl_crunch.dispatch.dispatcher import Dispatcher
 from cwl_crunch.dispatch.queue_events import changes_the_queue, worth_a_round
-from tests.support.flows import commit
+from tests.support.flows import commit, ok
 
 GiB = 1 << 30
 
@@ -26,12 +26,15 @@ class RecordingBackend:
     name = "recording"
     queue_activity = None
 
-    def __init__(self, vcpus: float) -> None:
-        self.capacity = Capacity(vcpus=vcpus, ram=64 * GiB)
+    def __init__(self, vcpus: float | None, locks_itself: bool = False) -> None:
+        self.capacity = Capacity(vcpus=vcpus, ram=None if vcpus is None else 64 * GiB)
+        self.locks_itself = locks_itself
         self.started: list[str] = []
+        self.states: list[str] = []  # each started container's state as it was handed over
 
     def start(self, container: dict[str, Any]) -> None:
         self.started.append(container["uuid"])
+        self.states.append(container.get("state", "Queued"))  # (a queue entry says no state: Queued)
 
     def alive(self) -> set[str]:
         return set(self.started)
@@ -47,6 +50,7 @@ class CountingClient(Client):
     def __init__(self, *args: Any, batch_statuses: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue_listings = 0
+        self.reconciliations = 0  # listings of this dispatcher's own containers
         self.sent: list[tuple[str, str]] = []  # (method, path) of each request
         self.batch_statuses = batch_statuses  # False: /config answers as a server without the batch call
 
@@ -58,14 +62,18 @@ class CountingClient(Client):
         return answer
 
     def list(self, resource: str, **kwargs: Any):  # type: ignore[no-untyped-def, override]
-        if any(f[0] == "state" and f[2] == "Queued" for f in kwargs.get("filters") or []):
+        filters = kwargs.get("filters") or []
+        if any(f[0] == "state" and f[2] == "Queued" for f in filters):
             self.queue_listings += 1
+        if any(f[0] == "dispatcher_uuid" for f in filters):
+            self.reconciliations += 1
         return super().list(resource, **kwargs)
 
 
-def _dispatcher(service: Any, vcpus: float, batch_statuses: bool = True) -> tuple[Dispatcher, RecordingBackend, CountingClient]:
+def _dispatcher(service: Any, vcpus: float | None, batch_statuses: bool = True,
+                locks_itself: bool = False) -> tuple[Dispatcher, RecordingBackend, CountingClient]:
     api = CountingClient(service.url, service.admin_token, batch_statuses=batch_statuses)
-    backend = RecordingBackend(vcpus)
+    backend = RecordingBackend(vcpus, locks_itself)
     dispatcher = Dispatcher(api, backend)
     dispatcher.register()
     return dispatcher, backend, api
@@ -145,6 +153,64 @@ def test_following_events_the_run_loop_lists_the_queue_only_every_few_seconds(se
     assert not loop.is_alive()
     # About 20 rounds ran; the queue was listed by the first alone (QUEUE_LISTING_SECONDS is 5 s).
     assert api.queue_listings == 1
+
+
+@pytest.mark.parametrize("vcpus, most", [(4, 1), (None, None)])
+def test_following_events_the_run_loop_reconciles_a_local_backend_only_every_few_seconds(service, vcpus, most):
+    """A backend the dispatcher counts capacity for (local) knows its live crunch-runs itself, so
+    the listing of this dispatcher's containers waits as long as the queue's; one that schedules
+    itself (Slurm) is followed every round."""
+    dispatcher, _, api = _dispatcher(service, vcpus=vcpus)
+    stop = threading.Event()
+    loop = threading.Thread(target=dispatcher.run, kwargs={"interval": 0.05, "stop": stop}, daemon=True)
+    loop.start()
+    time.sleep(1.0)  # about 20 rounds
+    stop.set()
+    loop.join(5)
+    assert not loop.is_alive()
+    if most is not None:
+        assert api.reconciliations == most
+    else:
+        assert api.reconciliations >= 8
+
+
+def test_a_backend_that_locks_itself_gets_queued_work_which_counts_before_it_is_locked(service):
+    """With crunch-run locking its own container (the local backend), the dispatcher sends no lock
+    and goes on at once; a container handed over but not yet locked still takes its place when
+    the dispatcher reconciles, so capacity is never exceeded, and frees it when its crunch-run ends."""
+    alice = service.client(service.token("alice"))
+    queued = [commit(alice, command=["echo", str(i)])["container_uuid"] for i in range(3)]
+    dispatcher, backend, api = _dispatcher(service, vcpus=2, locks_itself=True)
+
+    dispatcher.tick(now=100.0, queue_max_age=0.0)
+    assert len(backend.started) == 2 and set(backend.started) < set(queued)
+    assert backend.states == ["Queued", "Queued"]
+    assert not [path for _, path in api.sent if path.endswith("/lock")], "crunch-run locks, not the dispatcher"
+    for uuid in queued:
+        assert ok(service.admin().get(f"/containers/{uuid}"))["state"] == "Queued"
+
+    reconciled = api.reconciliations
+    dispatcher.tick(now=101.0, queue_max_age=0.0)  # reconciles: neither is Locked yet, both are alive
+    assert api.reconciliations == reconciled + 1
+    assert len(backend.started) == 2, "two handed over and alive fill both vCPUs"
+
+    backend.started.pop(0)  # that crunch-run ended (it lost its lock, say): its vCPU is free again
+    dispatcher.tick(now=102.0, queue_max_age=0.0)
+    assert len(backend.started) == 2 and len(set(backend.started)) == 2
+
+
+def test_work_handed_over_and_still_queued_is_not_handed_over_twice(service):
+    alice = service.client(service.token("alice"))
+    queued = [commit(alice, command=["echo", str(i)])["container_uuid"] for i in range(2)]
+    dispatcher, backend, _ = _dispatcher(service, vcpus=3, locks_itself=True)
+    dispatcher.tick(now=100.0, queue_max_age=0.0)
+    assert sorted(backend.started) == sorted(queued)
+
+    dispatcher.tick(now=101.0, queue_max_age=0.0)  # listed again, both still Queued; a vCPU is free
+    assert sorted(backend.started) == sorted(queued)
+    third = commit(alice, command=["echo", "3"])["container_uuid"]
+    dispatcher.tick(now=102.0, queue_max_age=0.0)
+    assert sorted(backend.started) == sorted([*queued, third])
 
 
 def test_a_plain_tick_always_lists_the_queue(service):

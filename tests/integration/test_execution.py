@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -448,6 +449,51 @@ def _killed_crunch_run_is_retried(running_cluster: Cluster) -> None:
     assert final["state"] == "Final"
     log = ok(running_cluster.admin.get(f"/collections/{final['log_uuid']}"))["manifest"]
     assert any(path.startswith(f"log for container {second}/") for path in log)
+
+
+# The local backend alone, in a process of its own (as in `crunchctl dispatch`): it forks one
+# crunch-run for UUID, which locks it for DISPATCHER itself, and waits until that has ended.
+_LOCAL_BACKEND = """
+import sys, time
+from pathlib import Path
+from cwl_crunch.dispatch.backends import Capacity
+from cwl_crunch.dispatch.backends.local import LocalBackend
+from cwl_crunch.runner.crunch_run import Options
+
+api, token, dispatcher, uuid, root = sys.argv[1:]
+backend = LocalBackend(Capacity(1, 1 << 30), Path(root) / "dispatch",
+                       {"CRUNCH_API": api, "CRUNCH_DISPATCH_TOKEN": token},
+                       Options(work_root=Path(root) / "work", heartbeat_seconds=1.0))
+backend.bind(dispatcher)
+backend.start({"uuid": uuid})
+deadline = time.monotonic() + 30
+while backend.alive() and time.monotonic() < deadline:
+    time.sleep(0.02)
+print(sorted(backend.alive()))
+"""
+
+
+def test_crunch_run_locks_its_container_for_its_dispatcher_and_leaves_one_locked_by_another_alone(
+        cluster: Cluster) -> None:
+    admin = cluster.admin
+    ours, theirs = (ok(admin.post("/dispatchers", json={"name": name}))["uuid"] for name in ("ours", "theirs"))
+    free = cluster.submit(command=["echo", "ours"])["container_uuid"]
+    taken = cluster.submit(command=["echo", "theirs"])["container_uuid"]
+    ok(admin.post(f"/containers/{taken}/lock", json={"dispatcher_uuid": theirs}))  # another dispatcher won
+
+    for uuid in (free, taken):
+        done = subprocess.run([sys.executable, "-c", _LOCAL_BACKEND, cluster.service.url, cluster.service.admin_token,
+                               ours, uuid, str(cluster.root)], capture_output=True, text=True, timeout=60, check=False)
+        assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr + cluster.diagnostics(uuid)
+
+    run = cluster.container(free)
+    assert (run["state"], run["dispatcher_uuid"], run["lock_count"]) == ("Complete", ours, 1)
+    assert lines(cluster.log_files(run)["stdout.txt"]) == [b"ours"]
+    left = cluster.container(taken)
+    assert (left["state"], left["dispatcher_uuid"], left["lock_count"]) == ("Locked", theirs, 1)
+    # Neither left anything to look at: no work directory, no pid file, no crunch-run log.
+    assert not (cluster.root / "work" / taken).exists() and not (cluster.root / "work" / free).exists()
+    assert sorted(p.name for p in (cluster.root / "dispatch").iterdir()) == []
 
 
 def test_dispatcher_killed_and_restarted_adopts_running_and_redispatches_locked(cluster: Cluster) -> None:

@@ -40,12 +40,16 @@ class Backend(Protocol):
     name: str
     capacity: Capacity
     queue_activity: str | None  # runtime_status.activity of a container waiting in the backend's queue
+    # True: `start` is given Queued containers, and crunch-run locks each itself as it begins
+    # (for this dispatcher, as `bind` named it); False: the dispatcher locks them first.
+    locks_itself: bool
 
     def bind(self, dispatcher_uuid: str) -> None:
         """The dispatcher's identity, once registered (a backend may mark its work with it)."""
 
     def start(self, container: dict[str, Any]) -> None:
-        """Launch crunch-run for a container this dispatcher has just locked.
+        """Launch crunch-run for a container this dispatcher has just locked (or, if the backend
+        `locks_itself`, for a Queued one).
 
         Raises Unsatisfiable when the backend rejects it for good, BackendUnavailable (or OSError)
         when it cannot take it now."""

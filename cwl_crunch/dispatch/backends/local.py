@@ -4,7 +4,9 @@ crunch-run is forked from the dispatcher, which has already imported it: startin
 interpreter and importing crunch-run costs about 0.1 s of CPU, more than running a short
 container does, and it would be paid by every container. The child starts a session of its own
 (the dispatcher dying does not take it along) and runs exactly what `crunchctl run-container`
-runs. Each has a pid file holding its pid and start time in the state directory, so a restarted
+runs, after locking the container for the dispatcher: that lock is its first request, so the
+dispatcher starts the next container while the API answers (a crunch-run that finds the
+container taken by another dispatcher exits, changing nothing). Each has a pid file holding its pid and start time in the state directory, so a restarted
 dispatcher adopts the live ones and is not fooled by a recycled pid.
 """
 
@@ -22,6 +24,7 @@ from . import Capacity, Tracking
 class LocalBackend:
     name = "local"
     queue_activity = None  # nothing waits here: the dispatcher only starts what fits
+    locks_itself = True  # the lock is the forked crunch-run's first request (the dispatcher goes on)
 
     def __init__(self, capacity: Capacity, state_dir: Path, environment: dict[str, str],
                  options: crunch_run.Options) -> None:
@@ -30,12 +33,16 @@ class LocalBackend:
         self.environment = environment  # CRUNCH_API, CRUNCH_DISPATCH_TOKEN, ...
         self.options = options
         self.children: dict[str, int] = {}  # uuid → pid, for the ones this process forked
+        self.dispatcher_uuid = ""  # set by bind()
         state_dir.mkdir(parents=True, exist_ok=True)
 
     def bind(self, dispatcher_uuid: str) -> None:
-        """Nothing to mark: the pid files in the state directory are this dispatcher's own."""
+        """The pid files in the state directory are this dispatcher's own: nothing to mark. The
+        uuid is what crunch-run locks containers for."""
+        self.dispatcher_uuid = dispatcher_uuid
 
     def start(self, container: dict[str, Any]) -> None:
+        """Fork crunch-run for a Queued container, which locks it for this dispatcher itself."""
         uuid = container["uuid"]
         log_path = self.state_dir / f"{uuid}.log"
         sys.stdout.flush()
@@ -47,7 +54,7 @@ class LocalBackend:
                 os.setsid()
                 _redirect(log_path)
                 os.environ.update(self.environment)
-                code = crunch_run.main(uuid, self.options, container)
+                code = crunch_run.main(uuid, self.options, lock_for=self.dispatcher_uuid)
             except BaseException as error:  # noqa: BLE001 - the child must exit, whatever happened
                 print(f"crunch-run {uuid}: {error!r}", file=sys.stderr)
             finally:

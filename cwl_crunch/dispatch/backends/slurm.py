@@ -31,6 +31,7 @@ STOP_GRACE_SECONDS = 30.0
 class SlurmBackend:
     name = "slurm"
     queue_activity = "in slurm queue"
+    locks_itself = False
 
     def __init__(self, slurm: Slurm, crunch_run: list[str], sbatch_extra: tuple[str, ...] = (),
                  supervisors: int = 4) -> None:

@@ -9,17 +9,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from ..domain.errors import Conflict
 from . import dialect, jsoncodec
 from .repository import Repository
+from .schema import metadata
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+HEAD_REVISION = "0005"  # the newest migration's revision (a test checks it against the migrations)
 _ATTEMPTS = 8
 
 
@@ -53,8 +55,14 @@ class Store:
         self.concurrent_writers = self.dialect != "sqlite"
         self._on_events: list[Callable[[list[dict[str, Any]]], None]] = []
 
-    def migrate(self) -> None:
-        """Bring the schema to the newest migration."""
+    def migrate(self, *, sqlite_shortcut: bool = True) -> None:
+        """Bring the schema to the newest migration. A SQLite database needs Alembic (its import
+        and the migrations: about 0.2 s, on the path of every cold start of the embedded service)
+        only to be upgraded: an empty one is created from the schema itself, the same tables and
+        indexes the migrations build (a test compares them), and stamped with the newest revision;
+        one at the newest revision already is left as it is."""
+        if sqlite_shortcut and self.dialect == "sqlite" and self._sqlite_at_head():
+            return
         from alembic import command
         from alembic.config import Config
 
@@ -63,6 +71,22 @@ class Store:
         with self.engine.begin() as conn:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+
+    def _sqlite_at_head(self) -> bool:
+        """Whether the database is at HEAD_REVISION, after creating it there if it was empty
+        (in a write transaction: one creator at a time). False: Alembic has work to do."""
+        with self.engine.connect() as conn, conn.execution_options(crunch_write=True).begin():
+            tables = set(inspect(conn).get_table_names())
+            if not tables:
+                metadata.create_all(conn)
+                conn.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL,"
+                                     " CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))")
+                conn.exec_driver_sql("INSERT INTO alembic_version (version_num) VALUES (?)", (HEAD_REVISION,))
+                return True
+            if "alembic_version" not in tables:
+                return False
+            versions = [row[0] for row in conn.exec_driver_sql("SELECT version_num FROM alembic_version")]
+            return versions == [HEAD_REVISION]
 
     def on_events(self, callback: Callable[[list[dict[str, Any]]], None]) -> None:
         """Call `callback(events)` after every committed write that recorded events, with those

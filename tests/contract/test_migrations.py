@@ -17,7 +17,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Index, inspect, text
 
 from cwl_crunch.store import Store, open_store
-from cwl_crunch.store.database import MIGRATIONS
+from cwl_crunch.store.database import HEAD_REVISION, MIGRATIONS
 from cwl_crunch.store.schema import metadata
 from tests.support.postgres import ThrowawayPostgres
 
@@ -45,9 +45,13 @@ def empty_url(request: pytest.FixtureRequest) -> str:
 
 
 @contextmanager
-def _opened(url: str) -> Iterator[Store]:
-    store = open_store(url)
+def _opened(url: str, *, by_alembic: bool = False) -> Iterator[Store]:
+    """The store at `url`, migrated as `open_store` does it, or (`by_alembic`) by running every
+    migration even on SQLite, where an empty database is otherwise created from the schema."""
+    store = Store(url) if by_alembic else open_store(url)
     try:
+        if by_alembic:
+            store.migrate(sqlite_shortcut=False)
         yield store
     finally:
         store.dispose()
@@ -55,8 +59,55 @@ def _opened(url: str) -> Iterator[Store]:
 
 @pytest.fixture
 def store(empty_url: str) -> Iterator[Store]:
-    with _opened(empty_url) as opened:
+    """A database brought to head by the migrations themselves (what these tests are about)."""
+    with _opened(empty_url, by_alembic=True) as opened:
         yield opened
+
+
+def _sqlite_shape(store: Store) -> dict[str, object]:
+    """Every table's columns (type, nullability, default, key, generated), indexes (uniqueness,
+    origin, partial, columns) and foreign keys, as SQLite itself reports them."""
+    shape: dict[str, object] = {}
+    with store.engine.connect() as conn:
+        names = [row[0] for row in conn.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        for name in names:
+            columns = [tuple(row[1:]) for row in conn.exec_driver_sql(f"PRAGMA table_xinfo('{name}')")]
+            indexes = {row[1]: (row[2], row[3], row[4], tuple(column[2] for column in conn.exec_driver_sql(
+                f"PRAGMA index_xinfo('{row[1]}')"))) for row in conn.exec_driver_sql(f"PRAGMA index_list('{name}')")}
+            keys = sorted(tuple(row[2:]) for row in conn.exec_driver_sql(f"PRAGMA foreign_key_list('{name}')"))
+            shape[name] = (columns, indexes, keys)
+    return shape
+
+
+def test_the_head_revision_the_store_knows_is_the_newest_migration() -> None:
+    assert ScriptDirectory(str(MIGRATIONS)).get_current_head() == HEAD_REVISION
+
+
+def test_an_empty_sqlite_database_is_created_from_the_schema_as_the_migrations_would_build_it(
+        tmp_path: Path) -> None:
+    with _opened(f"sqlite:///{tmp_path / 'migrated.db'}", by_alembic=True) as migrated, \
+            _opened(f"sqlite:///{tmp_path / 'created.db'}") as created:
+        assert _sqlite_shape(created) == _sqlite_shape(migrated)
+        with created.engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == HEAD_REVISION
+        created.migrate(sqlite_shortcut=False)  # Alembic agrees: nothing to do
+        with created.engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == HEAD_REVISION
+        assert _sqlite_shape(created) == _sqlite_shape(migrated)
+        with created.engine.begin() as conn:  # and its migrations run on it both ways
+            command.downgrade(_alembic_config(conn), "base")
+        created.migrate()
+        assert _sqlite_shape(created) == _sqlite_shape(migrated)
+
+
+def test_a_sqlite_database_behind_the_newest_migration_is_upgraded_by_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    with _opened(url, by_alembic=True) as store, store.engine.begin() as conn:
+        command.downgrade(_alembic_config(conn), "-1")
+        assert MigrationContext.configure(conn).get_current_revision() != HEAD_REVISION
+    with _opened(url) as store, store.engine.connect() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == HEAD_REVISION
 
 
 def _alembic_config(conn: Connection) -> Config:

@@ -67,12 +67,13 @@ class LocalBackend:
         self._reap()
         live = set()
         for pid_file in self.state_dir.glob("*.pid"):
-            uuid = pid_file.stem
             if _is_alive(pid_file):
-                live.add(uuid)
+                live.add(pid_file.stem)
             else:
-                self.children.pop(uuid, None)
                 pid_file.unlink(missing_ok=True)
+        # A child of ours that ended since the first look is a zombie now: collected here (not
+        # forgotten unreaped), its log going as usual.
+        self._reap()
         return live
 
     def track(self, mine: list[dict[str, Any]], now: float) -> Tracking:

@@ -6,8 +6,9 @@ container does, and it would be paid by every container. The child starts a sess
 (the dispatcher dying does not take it along) and runs exactly what `crunchctl run-container`
 runs, after locking the container for the dispatcher: that lock is its first request, so the
 dispatcher starts the next container while the API answers (a crunch-run that finds the
-container taken by another dispatcher exits, changing nothing). Each has a pid file holding its pid and start time in the state directory, so a restarted
-dispatcher adopts the live ones and is not fooled by a recycled pid.
+container taken by another dispatcher exits, changing nothing). Each has a pid file holding its
+pid and start time in the state directory, so a restarted dispatcher adopts the live ones and is
+not fooled by a recycled pid.
 """
 
 from __future__ import annotations

@@ -43,6 +43,8 @@ class Client:
         self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         self._timeout = timeout
         self._local = threading.local()
+        self._opened: list[http.client.HTTPConnection] = []  # every thread's, for `close`
+        self._opened_lock = threading.Lock()
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -51,6 +53,8 @@ class Client:
         if conn is None:
             factory = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
             conn = self._local.conn = factory(self._netloc, timeout=self._timeout)
+            with self._opened_lock:
+                self._opened.append(conn)
         return conn
 
     def _drop_connection(self) -> None:
@@ -58,6 +62,9 @@ class Client:
         if conn is not None:
             conn.close()
             self._local.conn = None
+            with self._opened_lock:
+                if conn in self._opened:
+                    self._opened.remove(conn)
 
     def request(
         self,
@@ -210,7 +217,12 @@ class Client:
         return data
 
     def close(self) -> None:
-        self._drop_connection()
+        """Close every thread's connection (a thread still using the client opens a new one)."""
+        self._local.conn = None
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
 
 
 def _messages(answer: bytes) -> list[str]:

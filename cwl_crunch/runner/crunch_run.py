@@ -121,6 +121,8 @@ class CrunchRun:
         finally:  # after the final state: nothing of the process is left to wait for
             if self.runtime is not None:
                 self.runtime.cleanup(self.spec)
+            if self.keep is not None:
+                self.keep.release()
             if self.all_saved:
                 workdir.remove(self.workdir)
             else:  # the logs too stay, for a look
@@ -426,8 +428,12 @@ def main(uuid: str, options: Options, lock_for: str | None = None) -> int:
         print("crunch-run: CRUNCH_API and CRUNCH_DISPATCH_TOKEN must be set by the dispatcher", file=sys.stderr)
         return 2
     workdir.forget_missing_tmpdir()
-    run = CrunchRun(Client(api_url, token), uuid, options, lock_for)
+    api = Client(api_url, token)
+    run = CrunchRun(api, uuid, options, lock_for)
     signal.signal(signal.SIGTERM, run.on_signal)
     signal.signal(signal.SIGINT, run.on_signal)
-    return run.run()
+    try:
+        return run.run()
+    finally:  # (a worker process goes on to its next container)
+        api.close()
 

@@ -34,6 +34,7 @@ class Keep:
         self.cache_dir = cache_dir
         self._asked: tuple[str, Callable[[], Any]] | None = None  # a manifest asked for (`prefetch`), unread
         self._manifests: dict[str, dict[str, Any]] = {}  # manifests read, not used yet
+        self._held: list[int] = []  # lock descriptors of the collections materialised for this container
 
     def prefetch(self, pdh: str) -> None:
         """Ask for a collection's manifest now, unless it is materialised already; `materialise`
@@ -62,10 +63,10 @@ class Keep:
 
     def materialise(self, pdh: str) -> Path:
         """A read-only directory with the collection's files, built once per worker and shared.
-        This process keeps it from being pruned (see `prune`) until it exits."""
+        It is kept from being pruned (see `prune`) until `release`."""
         final = self.cache_dir / pdh
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        _hold(self.cache_dir / f"{pdh}.lock")
+        self._held.append(_hold(self.cache_dir / f"{pdh}.lock"))
         if final.is_dir():
             os.utime(final)  # last used now
             return final
@@ -85,6 +86,12 @@ class Keep:
             if not final.is_dir():
                 raise
         return final
+
+    def release(self) -> None:
+        """The container is over: the collections it used may be pruned again."""
+        held, self._held = self._held, []
+        for fd in held:
+            os.close(fd)
 
     def prune(self, keep_seconds: float = CACHE_KEEP_SECONDS, every: float = PRUNE_EVERY_SECONDS) -> list[str]:
         """Remove the materialised collections nobody has used for `keep_seconds` (copies, when
@@ -231,15 +238,16 @@ def _matches(relative: str, globs: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(prefix, pattern) for pattern in globs for prefix in prefixes)
 
 
-def _hold(lock_path: Path) -> None:
-    """Hold `lock_path` shared until this process exits (the descriptor is never closed). A lock
-    file the pruner removed meanwhile is locked anew: a lock must be on the file the path names."""
+def _hold(lock_path: Path) -> int:
+    """Lock `lock_path` shared; the descriptor holding it (closing it, or this process ending,
+    lets go). A lock file the pruner removed meanwhile is locked anew: a lock must be on the
+    file the path names."""
     while True:
         fd = os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o600)
         fcntl.flock(fd, fcntl.LOCK_SH)
         try:
             if os.fstat(fd).st_ino == os.stat(lock_path).st_ino:
-                return
+                return fd
         except FileNotFoundError:
             pass
         os.close(fd)

@@ -110,3 +110,43 @@ def test_a_begun_request_on_a_closed_idle_connection_is_sent_again(closing_serve
     assert answer()["sent"] == {"state": "Running"}
     assert closing_server.puts == [{"state": "Running"}]  # type: ignore[attr-defined]
     assert len(closing_server.connections) == 2 and pauses == []  # type: ignore[attr-defined]
+
+
+class _KeepsConnections(_ClosesIdleConnections):
+    def _answer(self, answer: dict[str, Any]) -> None:
+        body = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_close_closes_the_connection_of_every_thread_that_used_the_client() -> None:
+    """A crunch-run worker goes on to its next container: the heartbeat, cancel-watch and live
+    log threads' connections must not outlive the container they served."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepsConnections)
+    server.connections = set()  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = Client(f"http://127.0.0.1:{server.server_port}", "token")
+        connections = []
+
+        def use() -> None:
+            api.request("GET", "/config")
+            connections.append(api._connection())
+
+        threads = [threading.Thread(target=use) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        use()
+        assert len({id(c) for c in connections}) == 3 and all(c.sock is not None for c in connections)
+        api.close()
+        assert all(c.sock is None for c in connections), "every thread's connection closed"
+        assert api.request("GET", "/config")["path"].endswith("/config"), "still usable afterwards"
+        assert len(server.connections) == 4  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()

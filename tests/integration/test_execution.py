@@ -357,6 +357,32 @@ def test_an_input_collection_is_asked_for_once_and_only_where_the_worker_lacks_i
     assert seen.count(("GET", f"/arvados/v1/collections/{missing}")) == 2  # early, and again when staging
 
 
+def test_one_worker_runs_container_after_container_holding_nothing_of_the_last(cluster: Cluster) -> None:
+    cluster.start_dispatcher("--vcpus", "1", "--ram", str(4 * GiB))  # one at a time: one worker
+    pdh = _one_file_collection(cluster.admin, "in.txt", b"input\n")
+    mounts = {"/var/spool/cwl": {"kind": "tmp"}, "/keep/in": {"kind": "collection", "portable_data_hash": pdh}}
+    workers, held = set(), []
+    for word in ("one", "two", "three"):
+        request = cluster.submit(command=["sh", "-c", f"cat /keep/in/in.txt; echo {word}"], mounts=mounts)
+        uuid = request["container_uuid"]
+        done = cluster.wait_final(uuid)
+        assert done["state"] == "Complete", cluster.diagnostics(uuid)
+        assert lines(cluster.log_files(done)["stdout.txt"]) == [b"input", word.encode()]
+        deadline = time.monotonic() + 10
+        while uuid in cluster.crunch_run_pids() and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the dispatcher has taken in the worker's report
+        assert uuid not in cluster.crunch_run_pids() and not (cluster.root / "dispatch" / f"{uuid}.log").exists()
+        assert cluster.dispatcher is not None
+        (worker,) = _descendants(cluster.dispatcher.pid)
+        workers.add(worker)
+        fds = Path(f"/proc/{worker}/fd")
+        held.append(sorted((fd.name, os.readlink(fd)) for fd in fds.iterdir()))
+    assert len(workers) == 1, "the same process ran all three"
+    assert held[0] == held[-1], "no descriptor left over from one container to the next"
+    assert not [target for _, target in held[-1] if target.endswith(".lock") or target.startswith("socket:")][1:], \
+        "idle, it holds no collection lock and no connection but its dispatcher's"
+
+
 def test_cancelling_a_running_request_stops_it_and_keeps_partial_logs(image: str, running_cluster: Cluster) -> None:
     script = "echo started; sleep 60; echo never"
     request = running_cluster.submit(container_image=image, command=["sh", "-c", script])
@@ -370,10 +396,13 @@ def test_cancelling_a_running_request_stops_it_and_keeps_partial_logs(image: str
     assert container["state"] == "Cancelled"
     assert time.monotonic() - began < 12, "stopped within the grace period"
     assert lines(running_cluster.log_files(container)["stdout.txt"]) == [b"started"]
+    # Its crunch-run is done with it: the worker's pid file for it has gone, and nothing the
+    # worker started (sandbox, engine client, command) is left.
     deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
+    while (uuid in running_cluster.crunch_run_pids() or _descendants(pid)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(pid), "crunch-run is gone"
+    assert uuid not in running_cluster.crunch_run_pids()
+    assert _descendants(pid) == [], "the container's processes are gone"
 
 
 def test_more_ram_than_the_dispatcher_has_is_unsatisfiable(cluster: Cluster) -> None:
@@ -406,12 +435,23 @@ def test_a_log_collection_that_cannot_be_saved_keeps_the_live_log(image: str, sq
         assert (tmp_path / "work" / container["uuid"] / "log" / "stdout.txt").exists(), "kept for a look"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return False
-    return stat[0] != "Z"
+def _descendants(pid: int) -> list[int]:
+    """The live processes below `pid`."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if stat[0] != "Z":
+                parents[int(entry.name)] = int(stat[1])
+    found, frontier = [], [pid]
+    while frontier:
+        below = [child for child, parent in parents.items() if parent in frontier]
+        found += below
+        frontier = below
+    return found
 
 
 # -- failures of the machinery -------------------------------------------------------------

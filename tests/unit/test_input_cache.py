@@ -57,6 +57,27 @@ def test_an_entry_a_live_crunch_run_uses_stays(tmp_path: Path) -> None:
     assert _keep(tmp_path).prune(every=0) == [PDH]  # once it is gone
 
 
+def test_an_entry_is_held_until_its_container_is_over_not_until_its_process_ends(tmp_path: Path) -> None:
+    """A crunch-run worker lives on after a container: `release` lets go of what that one used."""
+    _entry(tmp_path, PDH)
+    user = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pathlib import Path; from cwl_crunch.runner.keep import Keep;"
+        f"keep = Keep(None, None, Path(sys.argv[1])); keep.materialise('{PDH}'); print('held', flush=True);"
+        "sys.stdin.readline(); keep.release(); print('released', flush=True); time.sleep(60)"),
+        str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert user.stdin is not None and user.stdout is not None and user.stdout.readline() == "held\n"
+        os.utime(tmp_path / PDH, (OLD, OLD))
+        assert _keep(tmp_path).prune(every=0) == []
+        user.stdin.write("done\n")
+        user.stdin.flush()
+        assert user.stdout.readline() == "released\n"
+        assert _keep(tmp_path).prune(every=0) == [PDH], "released while its process lives on"
+    finally:
+        user.kill()
+        user.wait()
+
+
 def test_using_an_entry_keeps_it_another_day(tmp_path: Path) -> None:
     entry = _entry(tmp_path, PDH)
     keep = _keep(tmp_path)

@@ -124,7 +124,7 @@ class Pool:
             finally:
                 os._exit(code)
         theirs.close()
-        worker = Worker(pid, start_time(pid), ours)
+        worker = Worker(pid, _start_time(pid), ours)
         self.workers.append(worker)
         return worker
 
@@ -198,7 +198,7 @@ def _exited(pid: int) -> bool:
     return done != 0
 
 
-def start_time(pid: int) -> str:
+def _start_time(pid: int) -> str:
     """The process's start time in clock ticks since boot ("" if it is gone)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]

@@ -361,7 +361,7 @@ def test_one_worker_runs_container_after_container_holding_nothing_of_the_last(c
     cluster.start_dispatcher("--vcpus", "1", "--ram", str(4 * GiB))  # one at a time: one worker
     pdh = _one_file_collection(cluster.admin, "in.txt", b"input\n")
     mounts = {"/var/spool/cwl": {"kind": "tmp"}, "/keep/in": {"kind": "collection", "portable_data_hash": pdh}}
-    workers, held = set(), []
+    forkers, workers, held = set(), set(), []
     for word in ("one", "two", "three"):
         request = cluster.submit(command=["sh", "-c", f"cat /keep/in/in.txt; echo {word}"], mounts=mounts)
         uuid = request["container_uuid"]
@@ -373,11 +373,12 @@ def test_one_worker_runs_container_after_container_holding_nothing_of_the_last(c
             time.sleep(0.02)  # until the dispatcher has taken in the worker's report
         assert uuid not in cluster.crunch_run_pids() and not (cluster.root / "dispatch" / f"{uuid}.log").exists()
         assert cluster.dispatcher is not None
-        (worker,) = _descendants(cluster.dispatcher.pid)
+        forker, worker = _descendants(cluster.dispatcher.pid)  # the forker, and its one worker
+        forkers.add(forker)
         workers.add(worker)
         fds = Path(f"/proc/{worker}/fd")
         held.append(sorted((fd.name, os.readlink(fd)) for fd in fds.iterdir()))
-    assert len(workers) == 1, "the same process ran all three"
+    assert len(workers) == 1 and len(forkers) == 1, "the same process ran all three"
     assert held[0] == held[-1], "no descriptor left over from one container to the next"
     assert not [target for _, target in held[-1] if target.endswith(".lock") or target.startswith("socket:")][1:], \
         "idle, it holds no collection lock and no connection but its dispatcher's"

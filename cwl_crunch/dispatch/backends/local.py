@@ -1,9 +1,9 @@
 """The local backend: crunch-run processes on this host, one container each at a time, adoptable
 after a restart.
 
-crunch-run runs in workers forked from the dispatcher, which has already imported it (see
-workers.py): starting a Python interpreter and importing crunch-run costs about 0.1 s of CPU,
-and even a fresh fork costs more than running a short container does. A worker runs exactly what
+crunch-run runs in workers forked from a copy of the dispatcher, which has already imported it
+(see workers.py): starting a Python interpreter and importing crunch-run costs about 0.1 s of
+CPU, and even a fresh fork costs more than running a short container does. A worker runs exactly what
 `crunchctl run-container` runs, after locking the container for the dispatcher: that lock is its
 first request, so the dispatcher starts the next container while the API answers (a crunch-run
 that finds the container taken by another dispatcher ends, changing nothing). Each container
@@ -33,17 +33,23 @@ class LocalBackend:
         self.state_dir = state_dir
         self.environment = environment  # CRUNCH_API, CRUNCH_DISPATCH_TOKEN, ...
         self.options = options
-        self.pool = Pool(self._run, lambda uuid: self.state_dir / f"{uuid}.log")
+        self.pool: Pool | None = None  # from bind()
         self.dispatcher_uuid = ""  # set by bind()
         state_dir.mkdir(parents=True, exist_ok=True)
 
     def bind(self, dispatcher_uuid: str) -> None:
         """The pid files in the state directory are this dispatcher's own: nothing to mark. The
-        uuid is what crunch-run locks containers for."""
+        uuid is what crunch-run locks containers for. The workers' pool starts here, before the
+        dispatcher starts any other thread: its forker is a copy of this process as it is now."""
         self.dispatcher_uuid = dispatcher_uuid
+        if self.pool is not None:
+            self.pool.close()
+        self.pool = Pool(self._run, lambda uuid: self.state_dir / f"{uuid}.log")
 
     def start(self, container: dict[str, Any]) -> None:
         """Hand a Queued container to a crunch-run worker, which locks it for this dispatcher."""
+        if self.pool is None:
+            raise RuntimeError("the local backend starts containers once bound to its dispatcher")
         uuid = container["uuid"]
         worker = self.pool.hand(uuid)
         (self.state_dir / f"{uuid}.pid").write_text(f"{worker.pid} {worker.started}")
@@ -61,8 +67,7 @@ class LocalBackend:
                 live.add(pid_file.stem)
             else:
                 pid_file.unlink(missing_ok=True)
-        # One that finished while we looked (its worker reported, or died) is not counted, and
-        # a worker that ended meanwhile is collected now, not left a zombie.
+        # One that finished while we looked (its worker reported, or died) is not counted.
         return live - self._reap()
 
     def track(self, mine: list[dict[str, Any]], now: float) -> Tracking:
@@ -70,12 +75,12 @@ class LocalBackend:
         return Tracking()
 
     def _reap(self) -> set[str]:
-        """Take in the containers the workers have finished (and collect workers that ended, so
-        none stays a zombie). The log of one that saved everything (crunch-run exited 0 and
+        """Take in the containers the workers have finished (and forget workers that ended).
+        The log of one that saved everything (crunch-run exited 0 and
         removed its work directory) goes: what it says is in the container's log collection
         (crunch-run.txt). Any other stays, to look at. Returns the containers finished."""
-        finished = set()
-        for uuid, code in self.pool.collect():
+        finished: set[str] = set()
+        for uuid, code in self.pool.collect() if self.pool is not None else ():
             finished.add(uuid)
             if code is None:
                 continue  # its worker died: the pid file names a dead process (see alive)

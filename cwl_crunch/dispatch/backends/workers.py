@@ -14,17 +14,31 @@ containers to finish, and a restarted one adopts them (the local backend's pid f
 worker). A worker is retired after `MAX_CONTAINERS` containers, so nothing one run leaves
 behind can pile up, and after `IDLE_SECONDS` without work, so an idle dispatcher holds no
 memory for them.
+
+The workers are not forked by the dispatcher itself but by a forker: a process the pool forks
+once, when it is created, before the dispatcher starts the thread that follows the event stream.
+A process forked while another of its threads runs gets a copy of whatever lock that thread held
+at that moment, held for ever; the forker has one thread, so its workers start clean. The pool
+asks it for a worker over a socket pair; it forks one and passes back its pid, start time and
+the dispatcher's end of the worker's socket (SCM_RIGHTS). The workers are the forker's children
+and it lets the kernel collect them (SIGCHLD ignored), so the dispatcher learns that one has
+ended from its socket reaching its end. The forker exits when the pool closes its end (or the
+dispatcher dies).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 MAX_CONTAINERS = 100
 IDLE_SECONDS = 60.0
@@ -38,6 +52,7 @@ class Worker:
         self.container: str | None = None  # the one it runs now
         self.served = 0
         self.idle_since = time.monotonic()
+        self.gone = False  # it has exited (seen as the end of its socket)
         self._unread = b""
 
     def order(self, uuid: str) -> None:
@@ -50,10 +65,11 @@ class Worker:
         try:
             while chunk := self.connection.recv(4096, socket.MSG_DONTWAIT):
                 self._unread += chunk
+            self.gone = True  # the end of its socket: only its exit closes the worker's side
         except (BlockingIOError, InterruptedError):
             pass  # nothing more for now
         except OSError:
-            pass  # it is gone: its exit says the rest
+            self.gone = True
         *lines, self._unread = self._unread.split(b"\n")
         done = []
         for line in lines:
@@ -67,13 +83,16 @@ class Worker:
 
 class Pool:
     """The workers of one dispatcher. `run(uuid)` is what a worker does for a container (its
-    exit code); `log_path(uuid)` is where its standard output and error go meanwhile."""
+    exit code); `log_path(uuid)` is where its standard output and error go meanwhile. Create it
+    before the process starts other threads: that is when it forks its forker."""
 
     def __init__(self, run: Callable[[str], int], log_path: Callable[[str], Path]) -> None:
         self.run = run
         self.log_path = log_path
         self.workers: list[Worker] = []
-        self._retired: list[int] = []  # pids of workers told to stop, not yet collected
+        if threading.active_count() > 1:
+            log.warning("crunch-run's forker is forked while %d other threads run", threading.active_count() - 1)
+        self._forker, self.forker_pid = self._start_forker()
 
     def hand(self, uuid: str) -> Worker:
         """Give the container to an idle worker, forked if there is none."""
@@ -87,58 +106,113 @@ class Pool:
 
     def collect(self, now: float | None = None) -> list[tuple[str, int | None]]:
         """The containers finished since the last call, with their exit codes; None for one whose
-        worker died while running it. Retires workers done or idle long enough, and collects
-        every worker that has exited (no zombie stays)."""
+        worker died while running it. Retires workers done or idle long enough, and forgets
+        every worker that has exited."""
         now = time.monotonic() if now is None else now
         finished: list[tuple[str, int | None]] = []
         for worker in list(self.workers):
             finished += worker.reports()
-            if _exited(worker.pid):
-                finished += worker.reports()  # (what it said before it went)
+            if worker.gone:
                 if worker.container is not None:
                     finished.append((worker.container, None))
-                self._drop(worker, collected=True)
+                self._drop(worker)
             elif worker.container is None and (worker.served >= MAX_CONTAINERS
                                                or now - worker.idle_since >= IDLE_SECONDS):
                 self._drop(worker)
-        self._retired = [pid for pid in self._retired if not _exited(pid)]
         return finished
 
     def close(self) -> None:
-        """Retire every worker: each exits once its container, if any, is done."""
+        """Retire every worker (each exits once its container, if any, is done), and the forker."""
         for worker in list(self.workers):
             self._drop(worker)
+        self._forker.close()
+        _collect_child(self.forker_pid, timeout=5.0)  # it exits at the end of its socket
 
     def _fork(self) -> Worker:
+        """A new worker, from the forker (started again if it has gone)."""
+        try:
+            return self._ask_forker()
+        except OSError as error:
+            log.warning("the crunch-run forker has gone (%s): starting another", error)
+            self._forker.close()
+            _collect_child(self.forker_pid, timeout=5.0)
+            self._forker, self.forker_pid = self._start_forker()
+            return self._ask_forker()
+
+    def _ask_forker(self) -> Worker:
+        self._forker.sendall(b"\n")
+        message, fds, _flags, _address = socket.recv_fds(self._forker, 64, 1)
+        if not fds:
+            raise ConnectionError("the forker answered without a socket" if message else "the forker closed its socket")
+        connection = socket.socket(fileno=fds[0])
+        pid, _, started = message.decode().partition(" ")
+        worker = Worker(int(pid), started, connection)
+        self.workers.append(worker)
+        return worker
+
+    def _start_forker(self) -> tuple[socket.socket, int]:
+        """The pool's end of the forker's socket, and its pid."""
         ours, theirs = socket.socketpair()
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
-        if pid == 0:  # the worker: serve containers until told to stop, never return
+        if pid == 0:  # the forker: fork workers on request until the pool goes, never return
             code = 1
             try:
                 ours.close()
-                code = _serve(theirs, self.run, self.log_path)
+                code = _fork_on_request(theirs, self.run, self.log_path)
+            except BaseException as error:  # noqa: BLE001 - the forker must exit, whatever happened
+                print(f"crunch-run forker: {error!r}", file=sys.stderr)
+            finally:
+                os._exit(code)
+        theirs.close()
+        return ours, pid
+
+    def _drop(self, worker: Worker) -> None:
+        """Forget a worker; closing its socket tells it to exit (after its container, if any)."""
+        self.workers.remove(worker)
+        worker.connection.close()
+
+
+def _fork_on_request(control: socket.socket, run: Callable[[str], int], log_path: Callable[[str], Path]) -> int:
+    """The forker: for each line from the pool, a worker, and its socket back to the pool."""
+    os.setsid()  # a session of its own: a signal for the dispatcher's group does not reach it
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # its workers are collected as they exit
+    _let_go_of_inherited(keep=control.fileno())
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    # One byte per request, and the next only once answered. Read with recv, not a file
+    # object: a socket with a file open on it is not closed by close(), and a worker must not
+    # keep the pool's connection to the forker open (the pool would wait on a dead forker).
+    while control.recv(1):  # until the end: the pool closed it, or is gone
+        pool_side, worker_side = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # a worker
+            code = 1
+            try:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # crunch-run waits for its own children
+                control.close()
+                pool_side.close()
+                code = _serve(worker_side, run, log_path)
             except BaseException as error:  # noqa: BLE001 - the worker must exit, whatever happened
                 print(f"crunch-run worker: {error!r}", file=sys.stderr)
             finally:
                 os._exit(code)
-        theirs.close()
-        worker = Worker(pid, _start_time(pid), ours)
-        self.workers.append(worker)
-        return worker
-
-    def _drop(self, worker: Worker, collected: bool = False) -> None:
-        """Forget a worker; closing its socket tells it to exit (after its container, if any)."""
-        self.workers.remove(worker)
-        worker.connection.close()
-        if not collected:
-            self._retired.append(worker.pid)
+        worker_side.close()
+        try:
+            socket.send_fds(control, [f"{pid} {_start_time(pid)}".encode()], [pool_side.fileno()])
+        except OSError:
+            return 0  # the pool is gone; so will the worker be, at the end of its socket
+        finally:
+            pool_side.close()
+    return 0
 
 
 def _serve(connection: socket.socket, run: Callable[[str], int], log_path: Callable[[str], Path]) -> int:
-    os.setsid()  # a session of its own: the dispatcher's end does not take it along
-    _let_go_of_inherited(keep=connection.fileno())
+    os.setsid()  # a session of its own, so that a signal for the forker's group does not take it along
     orders = connection.makefile("rb")
     for line in orders:  # the end: the dispatcher retired this worker, or is gone
         uuid = line.decode().strip()
@@ -164,8 +238,8 @@ def _serve(connection: socket.socket, run: Callable[[str], int], log_path: Calla
 
 def _let_go_of_inherited(keep: int) -> None:
     """Point every descriptor inherited from the dispatcher (its API connections, its event
-    stream) at /dev/null, so a long-lived worker does not hold them open. The numbers stay taken:
-    the dispatcher's objects copied into this process may still close them, harmlessly."""
+    stream) at /dev/null, so the forker and its workers do not hold them open. The numbers stay
+    taken: the dispatcher's objects copied into this process may still close them, harmlessly."""
     null = os.open(os.devnull, os.O_RDWR)
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
@@ -189,13 +263,16 @@ def _redirect(log_path: Path) -> None:
     os.close(log)
 
 
-def _exited(pid: int) -> bool:
-    """Whether a child has ended (and is now collected)."""
-    try:
-        done, _status = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return done != 0
+def _collect_child(pid: int, timeout: float) -> None:
+    """Wait up to `timeout` seconds for a child that is ending to exit, and collect it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] or time.monotonic() >= deadline:
+                return
+        except ChildProcessError:
+            return
+        time.sleep(0.005)
 
 
 def _start_time(pid: int) -> str:

@@ -150,6 +150,7 @@ def baseline_document(summary: dict) -> dict:
         "suite": summary["suite_name"],
         "suite_upstream": summary.get("suite_upstream", ""),
         "tool": summary["tool_name"],
+        "tool_command": summary.get("tool_command", summary["tool_name"]),
         "passed": summary["passed"],
         "total": summary["total"],
         "passing": sorted(i for i, e in results.items() if e["status"] == PASSED),

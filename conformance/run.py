@@ -256,7 +256,11 @@ def main(argv: list[str]) -> int:
 
     exit_status = 0
     if args.baseline and args.baseline.is_file():
-        problems = res.compare_baseline(summary, res.read_json(args.baseline), partial)
+        baseline = res.read_json(args.baseline)
+        problems = res.compare_baseline(summary, baseline, partial)
+        if baseline.get("tool_command", summary["tool_command"]) != summary["tool_command"]:
+            print(f"note: {args.baseline.name} was recorded with `{baseline['tool_command']}`, "
+                  f"this run is `{summary['tool_command']}`")
         for problem in problems:
             print(f"REGRESSION: {problem}")
         exit_status = 1 if problems else 0

@@ -3,12 +3,12 @@ after a restart.
 
 crunch-run runs in workers forked from a copy of the dispatcher, which has already imported it
 (see workers.py): starting a Python interpreter and importing crunch-run costs about 0.1 s of
-CPU, and even a fresh fork costs more than running a short container does. A worker runs exactly what
-`crunchctl run-container` runs, after locking the container for the dispatcher: that lock is its
-first request, so the dispatcher starts the next container while the API answers (a crunch-run
-that finds the container taken by another dispatcher ends, changing nothing). Each container
-handed over has a pid file in the state directory holding its worker's pid and start time, so
-a restarted dispatcher adopts the live ones and is not fooled by a recycled pid.
+CPU, and even a fresh fork costs more than running a short container does. A worker runs exactly
+what `crunchctl run-container` runs, after locking the container for the dispatcher: that lock
+is its first request, so the dispatcher starts the next container while the API answers (a
+crunch-run that finds the container taken by another dispatcher ends, changing nothing). Each
+container handed over has a pid file in the state directory holding its worker's pid and start
+time, so a restarted dispatcher adopts the live ones and is not fooled by a recycled pid.
 """
 
 from __future__ import annotations

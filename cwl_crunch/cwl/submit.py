@@ -62,6 +62,10 @@ def submit(args: argparse.Namespace, connection: Connection) -> int:
         except SystemExit as exit:
             return exit.code if isinstance(exit.code, int) else 1
         single_tool = is_tool and args.wait
+    if not single_tool and (hidden := hidden_from_containers()):
+        print(f"cwl-crunch: the workflow runner runs in a container, which has a private, empty /tmp, and this "
+              f"cwl-crunch is under /tmp ({hidden}): install it elsewhere, or run with --local", file=sys.stderr)
+        return 1
     try:
         api, keep = connection.get()
     except Unreachable as error:
@@ -194,6 +198,17 @@ def _add(item: dict[str, Any], name: str, files: dict[str, Any], keep: Keep) -> 
         files.update({f"{name}/{relative}": entry for relative, entry in tree.items()} or {f"{name}/": {}})
     else:
         files[name] = keep.store_file(path)
+
+
+def hidden_from_containers() -> str | None:
+    """The first of this Python, its installation and the cwl_crunch package that lies under
+    /tmp, where the runner container, running this same installation, would not find it."""
+    package = os.path.dirname(os.path.dirname(__file__))
+    for path in (sys.executable, os.path.realpath(sys.executable), sys.prefix, package):
+        absolute = os.path.abspath(path)
+        if absolute == "/tmp" or absolute.startswith("/tmp/"):
+            return absolute
+    return None
 
 
 def runner_request(args: argparse.Namespace, packed: dict[str, Any], job_order: dict[str, Any]) -> dict[str, Any]:

@@ -3,9 +3,11 @@ refused token, and an invalid workflow reported whatever the service's state."""
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -45,3 +47,23 @@ def test_an_invalid_workflow_is_reported_even_when_the_service_is_unreachable(tm
     done = cwl_crunch("--api", f"http://127.0.0.1:{unused_port()}", "--token", "t", str(broken), cwd=tmp_path)
     assert done.returncode == 1
     assert "broken.cwl" in done.stderr and "cannot reach" not in done.stderr
+
+
+def test_a_cwl_crunch_under_tmp_is_told_its_runner_could_not_start_there(tmp_path: Path) -> None:
+    """The runner container runs this same Python, and a container's /tmp is its own: the run
+    stops before reaching any service (here: none would answer) with what to do instead."""
+    under_tmp = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        python = under_tmp / "python"
+        python.symlink_to(sys.executable)  # (outside its venv: the venv's paths come through PYTHONPATH)
+        env = {"PYTHONPATH": ":".join(p for p in sys.path if p), "PATH": "/usr/bin:/bin"}
+        done = subprocess.run([str(python), "-m", "cwl_crunch.cwl.main", "--api", f"http://127.0.0.1:{unused_port()}",
+                               "--token", "t", str(EXAMPLES / "scatter.cwl"), str(EXAMPLES / "scatter.yml")],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env, check=False)
+    finally:
+        shutil.rmtree(under_tmp)
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("cwl-crunch: the workflow runner runs in a container, which has a private, empty /tmp"), last
+    assert f"({python})" in last and last.endswith("install it elsewhere, or run with --local")
+    assert "cannot reach" not in done.stderr

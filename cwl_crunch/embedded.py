@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .processes import process_start
+
 SERVICE_LOCK = "service.lock"
 DAEMON_LOCK = "daemon.lock"
 RECORD = "service.json"
@@ -282,16 +284,6 @@ def daemon_pid(data_dir: Path) -> int | None:
 
 
 # -- processes ----------------------------------------------------------------------------------------
-
-
-def process_start(pid: int) -> str:
-    """The start time (clock ticks since boot) of a running process, to tell a recycled pid apart;
-    "" if it is gone or a zombie."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return ""
-    return "" if fields[0] in ("Z", "X") else fields[19]
 
 
 def terminate(pid: int, grace: float) -> None:

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ...processes import process_start
 from ...runner import crunch_run
 from . import Capacity, Tracking
 from .workers import Pool
@@ -94,7 +95,6 @@ def _is_alive(pid_file: Path) -> bool:
     """Whether the process named in `pid_file` still runs (same pid *and* start time, not a zombie)."""
     try:
         pid_text, started = pid_file.read_text().split()
-        stat = Path(f"/proc/{int(pid_text)}/stat").read_text().rsplit(")", 1)[1].split()
+        return process_start(int(pid_text)) == started
     except (OSError, ValueError):
         return False
-    return stat[0] != "Z" and stat[19] == started

@@ -38,6 +38,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ...processes import process_start
+
 log = logging.getLogger(__name__)
 
 MAX_CONTAINERS = 100
@@ -203,7 +205,7 @@ def _fork_on_request(control: socket.socket, run: Callable[[str], int], log_path
                 os._exit(code)
         worker_side.close()
         try:
-            socket.send_fds(control, [f"{pid} {_start_time(pid)}".encode()], [pool_side.fileno()])
+            socket.send_fds(control, [f"{pid} {process_start(pid)}".encode()], [pool_side.fileno()])
         except OSError:
             return 0  # the pool is gone; so will the worker be, at the end of its socket
         finally:
@@ -273,11 +275,3 @@ def _collect_child(pid: int, timeout: float) -> None:
         except ChildProcessError:
             return
         time.sleep(0.005)
-
-
-def _start_time(pid: int) -> str:
-    """The process's start time in clock ticks since boot ("" if it is gone)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return ""
